@@ -1,0 +1,1 @@
+"""CDS Hooks services, cards and guideline knowledge: pure, never touches the network."""

@@ -1,0 +1,98 @@
+"""Patient facts in words, each with its evidence: the building blocks of card details."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from mappings.picture import ClinicalPicture, MarkerStatus, Treatment
+
+from .cards import Fact
+
+SUBTYPE_WORDS = {
+    "HR+/HER2-": "HR-positive/HER2-negative",
+    "HR+/HER2+": "HR-positive/HER2-positive",
+    "HR-/HER2+": "HR-negative/HER2-positive",
+    "TNBC": "triple-negative",
+    "unknown": "receptor status unknown",
+}
+HER2_CATEGORY_WORDS = {"0": "HER2 0", "ultralow": "HER2-ultralow", "low": "HER2-low", "positive": "HER2-positive"}
+
+
+def when(value: date | None) -> str:
+    return value.isoformat() if value else "date not recorded"
+
+
+def _specimen(status: MarkerStatus) -> str:
+    return {"primary": "primary tumour sample", "metastasis": "metastasis sample"}.get(status.specimen, "sample site not recorded")
+
+
+def marker_fact(status: MarkerStatus) -> Fact:
+    name = status.marker
+    if status.status == "unknown" and not status.conflict:
+        return Fact(f"{name}: no result")
+    if status.conflict:
+        return Fact(f"{name}: conflicting results, status unknown ({status.conflict})", status.evidence)
+    words = status.status.replace("-", " ")
+    if name == "HER2":
+        extra = []
+        if status.ihc:
+            extra.append(f"IHC {status.ihc}")
+        if status.ish:
+            extra.append(f"ISH {status.ish}")
+        if status.category in HER2_CATEGORY_WORDS and status.status == "negative":
+            words = f"negative, {HER2_CATEGORY_WORDS[status.category]}"
+        detail = f" ({', '.join(extra)})" if extra else ""
+    else:
+        detail = f" ({status.percent:g}% of nuclei)" if status.percent is not None else ""
+    source = " (coded on a problem-list condition: weaker than a test result)" if status.source == "condition" else ""
+    prelim = " [preliminary]" if status.preliminary else ""
+    return Fact(f"{name} {words}{detail}{prelim}, {when(status.date)}, {_specimen(status)}{source}", status.evidence)
+
+
+def receptor_facts(pic: ClinicalPicture) -> list[Fact]:
+    facts = [marker_fact(pic.er), marker_fact(pic.pr), marker_fact(pic.her2)]
+    if pic.hr_override and pic.er.status == "unknown" and pic.pr.status == "unknown":
+        facts.append(Fact(f"Hormone receptors (ER and PR together): {pic.hr_override[0]}", pic.hr_override[1]))
+    return facts
+
+
+def sites_fact(pic: ClinicalPicture) -> Fact:
+    distant = [m for m in pic.metastases if not m.regional]
+    if not distant:
+        refs = pic.metastatic_evidence
+        return Fact(f"Metastatic disease recorded (no site), since {when(pic.metastasis_date)}", refs)
+    parts = []
+    for site in pic.sites:
+        first = min((m.date for m in distant if m.site == site and m.date), default=None)
+        parts.append(f"{site} (since {when(first)})")
+    visceral = "visceral disease" if pic.visceral else "no visceral disease"
+    return Fact(f"Metastatic sites: {', '.join(parts)}; {visceral}", sorted({m.reference for m in distant}))
+
+
+def treatment_fact(treatments: list[Treatment], label: str = "Treatments so far") -> Fact:
+    if not treatments:
+        return Fact(f"{label}: none recorded")
+    parts = [f"{t.ingredient} ({t.drug_class}, {'active' if t.active else 'past'}, from {when(t.start)})" for t in treatments]
+    refs = [r for t in treatments for r in t.evidence[:2]]
+    return Fact(f"{label}: {'; '.join(parts)}", refs)
+
+
+def line_fact(pic: ClinicalPicture) -> Fact:
+    if pic.metastasis_date is None:
+        return Fact("Regimens since metastasis: unknown (date of first metastasis not recorded)")
+    regimens = pic.regimens_after_metastasis
+    if not regimens:
+        return Fact(f"No anticancer regimen recorded since metastasis ({pic.metastasis_date.isoformat()})")
+    text = "; ".join(" + ".join(r) for r in regimens)
+    return Fact(f"{len(regimens)} regimen(s) begun since metastasis on {pic.metastasis_date.isoformat()}: {text}")
+
+
+def age_years(pic: ClinicalPicture, today: date) -> int | None:
+    if pic.birth_date is None:
+        return None
+    b = pic.birth_date
+    return today.year - b.year - ((today.month, today.day) < (b.month, b.day))
+
+
+def months_between(a: date, b: date) -> int:
+    return (b.year - a.year) * 12 + (b.month - a.month) - (b.day < a.day)

@@ -1,0 +1,54 @@
+"""The guideline knowledge file (knowledge.yaml), loaded and checked once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+KNOWLEDGE_FILE = Path(__file__).parent / "knowledge.yaml"
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    version: str
+    sources: dict[str, dict[str, Any]]
+    rules: dict[str, dict[str, Any]]
+    therapy_options: list[dict[str, Any]]
+    override_reasons: list[dict[str, str]]
+
+    def rule(self, code: str) -> dict[str, Any]:
+        return self.rules[code]
+
+    def source(self, key: str) -> dict[str, Any]:
+        return self.sources[key]
+
+
+def _check(k: Knowledge) -> None:
+    """Fail at start-up, not at the bedside: every reference in the file must resolve."""
+    for code, rule in k.rules.items():
+        for key in [rule["source"], *rule.get("also_cite", [])]:
+            if key not in k.sources:
+                raise ValueError(f"knowledge.yaml: rule {code} cites unknown source {key!r}")
+        if rule["indicator"] not in ("info", "warning", "critical"):
+            raise ValueError(f"knowledge.yaml: rule {code} has indicator {rule['indicator']!r}")
+    ids = [o["id"] for o in k.therapy_options]
+    if len(ids) != len(set(ids)):
+        raise ValueError("knowledge.yaml: duplicate therapy option ids")
+
+
+@lru_cache(maxsize=1)
+def knowledge() -> Knowledge:
+    data = yaml.safe_load(KNOWLEDGE_FILE.read_text(encoding="utf-8"))
+    k = Knowledge(
+        version=str(data["version"]),
+        sources=data["sources"],
+        rules=data["rules"],
+        therapy_options=data.get("therapy_options", []),
+        override_reasons=data.get("override_reasons", []),
+    )
+    _check(k)
+    return k

@@ -1,0 +1,1 @@
+"""Rules of the card contract, one function per rule code."""

@@ -1,0 +1,218 @@
+"""Code tables, loaded once from the CSV files in ``mappings/data``.
+
+The tables are data, reviewed with their sources (data/README.md); this module only indexes
+them for fast lookup. Lookups are by (system, code); a code that arrives with a wrong or missing
+system (old Synthea sends a SNOMED code under the LOINC system) is still found when the code
+alone is unambiguous, and the caller is told so.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+DATA = Path(__file__).parent / "data"
+
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+HGNC = "http://www.genenames.org/geneId"
+
+# Other spellings of the same code systems seen in real data.
+SYSTEM_ALIASES = {
+    "http://snomed.info/sct/": SNOMED,
+    "urn:oid:2.16.840.1.113883.6.96": SNOMED,
+    "urn:oid:2.16.840.1.113883.6.1": LOINC,
+    "http://loinc.org/": LOINC,
+    "urn:oid:2.16.840.1.113883.6.90": ICD10CM,
+    "http://hl7.org/fhir/sid/icd-10": ICD10CM,
+    "urn:oid:2.16.840.1.113883.6.88": RXNORM,
+    "http://www.nlm.nih.gov/research/umls/rxnorm/": RXNORM,
+    "https://www.genenames.org/geneId": HGNC,
+    "http://www.genenames.org": HGNC,
+}
+
+
+def norm_system(system: str) -> str:
+    return SYSTEM_ALIASES.get(system, system)
+
+
+def _rows(name: str) -> list[dict[str, str]]:
+    path = DATA / name
+    with path.open(newline="", encoding="utf-8") as fh:
+        return [{k: (v or "").strip() for k, v in row.items() if k} for row in csv.DictReader(fh)]
+
+
+@dataclass(frozen=True)
+class ConditionCode:
+    concept: str
+    site: str
+    marker: str
+    status: str
+    display: str
+
+
+@dataclass
+class Tables:
+    observation: dict[tuple[str, str], str] = field(default_factory=dict)
+    answer: dict[tuple[str, str], str] = field(default_factory=dict)
+    condition_exact: dict[tuple[str, str], list[ConditionCode]] = field(default_factory=dict)
+    condition_prefix: dict[str, list[tuple[str, list[ConditionCode]]]] = field(default_factory=dict)
+    body_site: dict[tuple[str, str], str] = field(default_factory=dict)
+    site_keywords: list[tuple[str, str]] = field(default_factory=list)
+    rxnorm: dict[str, str] = field(default_factory=dict)
+    drug_class: dict[str, str] = field(default_factory=dict)
+    drug_names: list[tuple[str, str]] = field(default_factory=list)
+    sites: dict[str, dict[str, str]] = field(default_factory=dict)
+    genes: dict[str, str] = field(default_factory=dict)  # HGNC id or symbol (upper) -> biomarker
+    procedure_keywords: list[tuple[str, str]] = field(default_factory=list)
+    # code alone -> key, for codes sent with a wrong system; None where the code is ambiguous
+    observation_by_code: dict[str, tuple[str, str] | None] = field(default_factory=dict)
+    answer_by_code: dict[str, tuple[str, str] | None] = field(default_factory=dict)
+
+    def observation_codes(self, concepts: set[str] | None = None) -> list[tuple[str, str]]:
+        return sorted(k for k, c in self.observation.items() if concepts is None or c in concepts)
+
+
+def _by_code(keys: list[tuple[str, str]]) -> dict[str, tuple[str, str] | None]:
+    """Code-alone index for codes long enough to be unambiguous across systems.
+
+    Short codes (AJCC "4", a bare "1") mean different things in different systems and are
+    never matched without their system.
+    """
+    out: dict[str, tuple[str, str] | None] = {}
+    for key in keys:
+        if len(key[1]) < 5:
+            continue
+        out[key[1]] = None if key[1] in out else key
+    return out
+
+
+@lru_cache(maxsize=1)
+def tables() -> Tables:
+    t = Tables()
+    for row in _rows("observation_codes.csv"):
+        t.observation[(norm_system(row["system"]), row["code"])] = row["concept"]
+    for row in _rows("answer_codes.csv"):
+        t.answer[(norm_system(row["system"]), row["code"])] = row["meaning"]
+    prefix: dict[str, dict[str, list[ConditionCode]]] = {}
+    for row in _rows("condition_codes.csv"):
+        entry = ConditionCode(row["concept"], row.get("site", ""), row.get("marker", ""), row.get("status", ""), row.get("display", ""))
+        system = norm_system(row["system"])
+        if row.get("match", "exact") == "prefix":
+            prefix.setdefault(system, {}).setdefault(row["code"].upper(), []).append(entry)
+        else:
+            t.condition_exact.setdefault((system, row["code"].upper()), []).append(entry)
+    for system, entries in prefix.items():
+        t.condition_prefix[system] = sorted(entries.items(), key=lambda kv: -len(kv[0]))
+    for row in _rows("body_sites.csv"):
+        t.body_site[(norm_system(row["system"]), row["code"])] = row["site"]
+    kws = _rows("site_keywords.csv")
+    kws.sort(key=lambda r: (int(r.get("priority") or 100), -len(r["keyword"])))
+    t.site_keywords = [(r["keyword"].lower(), r["site"]) for r in kws]
+    for row in _rows("rxnorm_codes.csv"):
+        t.rxnorm[row["rxcui"]] = row["ingredient"].lower()
+    names: list[tuple[str, str]] = []
+    for row in _rows("drug_classes.csv"):
+        ingredient = row["ingredient"].lower()
+        t.drug_class[ingredient] = row["class"]
+        for name in {ingredient, *(n.strip().lower() for n in row.get("names", "").split(";") if n.strip())}:
+            names.append((name, ingredient))
+    t.drug_names = sorted(names, key=lambda kv: -len(kv[0]))
+    for row in _rows("sites.csv"):
+        t.sites[row["site"]] = row
+    for row in _rows("genes.csv"):
+        t.genes[row["hgnc_id"].upper()] = row["biomarker"]
+        t.genes[row["symbol"].upper()] = row["biomarker"]
+    pk = _rows("procedure_keywords.csv")
+    pk.sort(key=lambda r: (int(r.get("priority") or 100), -len(r["keyword"])))
+    t.procedure_keywords = [(r["keyword"].lower(), r["kind"]) for r in pk]
+    t.observation_by_code = _by_code(list(t.observation))
+    t.answer_by_code = _by_code(list(t.answer))
+    return t
+
+
+def lookup_observation(system: str, code: str) -> tuple[str | None, bool]:
+    """(concept, system_mismatch) for an Observation code."""
+    t = tables()
+    concept = t.observation.get((norm_system(system), code))
+    if concept is not None:
+        return concept, False
+    key = t.observation_by_code.get(code)
+    if key is not None:
+        return t.observation[key], True
+    return None, False
+
+
+def lookup_answer(system: str, code: str) -> str | None:
+    t = tables()
+    meaning = t.answer.get((norm_system(system), code))
+    if meaning is None:
+        key = t.answer_by_code.get(code)
+        meaning = t.answer[key] if key is not None else None
+    return meaning
+
+
+def lookup_condition(system: str, code: str) -> list[ConditionCode]:
+    """Exact match first, else the longest matching prefix (ICD-10-CM families)."""
+    t = tables()
+    system = norm_system(system)
+    code = code.upper()
+    exact = t.condition_exact.get((system, code))
+    if exact:
+        return exact
+    for prefix, entries in t.condition_prefix.get(system, ()):
+        if code.startswith(prefix):
+            return entries
+    return []
+
+
+def lookup_body_site(system: str, code: str) -> str | None:
+    return tables().body_site.get((norm_system(system), code))
+
+
+def site_from_text(text: str) -> str | None:
+    low = text.lower()
+    for keyword, site in tables().site_keywords:
+        if keyword in low:
+            return site
+    return None
+
+
+def ingredient_for_rxcui(rxcui: str) -> str | None:
+    return tables().rxnorm.get(rxcui)
+
+
+def ingredient_from_text(text: str) -> str | None:
+    low = text.lower()
+    for name, ingredient in tables().drug_names:
+        if name in low:
+            return ingredient
+    return None
+
+
+def drug_class(ingredient: str) -> str | None:
+    return tables().drug_class.get(ingredient)
+
+
+def is_visceral(site: str) -> bool:
+    return tables().sites.get(site, {}).get("visceral") == "yes"
+
+
+def biomarker_for_gene(code_or_symbol: str) -> str | None:
+    """Biomarker name for an HGNC id ("HGNC:3467") or gene symbol ("ESR1")."""
+    key = code_or_symbol.strip().upper()
+    if key and not key.startswith("HGNC:") and key.isdigit():
+        key = f"HGNC:{key}"
+    return tables().genes.get(key)
+
+
+def procedure_kind(text: str) -> str | None:
+    low = text.lower()
+    for keyword, kind in tables().procedure_keywords:
+        if keyword in low:
+            return kind
+    return None

@@ -1,0 +1,291 @@
+"""The clinical picture: what the rules may know about a patient, with the evidence for each fact.
+
+Plain dataclasses (not pydantic models) because one is built on every hook call and most of it
+is never serialised; ``to_json`` gives the contract's ``mbc-cds-hooks.clinical-picture`` object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+PICTURE_VERSION = "1"
+
+
+def _iso(value: date | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+@dataclass
+class ReceptorResult:
+    """One ER, PR or HER2 result as read from one Observation (or one of its components)."""
+
+    marker: str  # ER | PR | HER2
+    reference: str
+    date: date | None
+    specimen: str = "unknown"  # primary | metastasis | unknown
+    specimen_basis: str = "none"  # specimen-site | observation-bodysite | related-condition | date | none
+    specimen_site: str | None = None
+    specimen_date: date | None = None
+    sample_key: str = ""  # groups results of one sample (specimen, else date)
+    status: str = "unknown"  # ER: positive|low-positive|negative|unknown; PR: positive|negative|unknown; HER2: positive|negative|equivocal|unknown
+    percent: float | None = None
+    her2_ihc: str | None = None  # 0 | 1+ | 2+ | 3+
+    her2_ish: str | None = None  # amplified | not-amplified | equivocal
+    her2_ratio: float | None = None
+    her2_copies: float | None = None
+    ultralow: bool = False
+    kind: str = "presence"  # presence | percent | ihc | ish | ratio | copies | interpretation | condition
+    preliminary: bool = False
+    note: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "marker": self.marker,
+            "status": self.status,
+            "date": _iso(self.date),
+            "specimen": self.specimen,
+            "evidence": self.reference,
+            "kind": self.kind,
+        }
+        if self.percent is not None:
+            out["percent"] = self.percent
+        if self.her2_ihc:
+            out["ihc"] = self.her2_ihc
+        if self.her2_ish:
+            out["ish"] = self.her2_ish
+        if self.her2_ratio is not None:
+            out["ratio"] = self.her2_ratio
+        if self.her2_copies is not None:
+            out["copies"] = self.her2_copies
+        if self.specimen_site:
+            out["specimenSite"] = self.specimen_site
+        if self.preliminary:
+            out["preliminary"] = True
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+@dataclass
+class MarkerStatus:
+    """The current status of one marker, decided from the most recent sample."""
+
+    marker: str
+    status: str = "unknown"
+    percent: float | None = None
+    category: str = "unknown"  # HER2 only: 0 | ultralow | low | positive | unknown
+    ihc: str | None = None
+    ish: str | None = None
+    date: date | None = None
+    specimen: str = "unknown"
+    evidence: list[str] = field(default_factory=list)
+    source: str = "none"  # observation | condition | none
+    conflict: str | None = None
+    preliminary: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "status": self.status,
+            "percent": self.percent,
+            "date": _iso(self.date),
+            "specimen": self.specimen,
+            "evidence": self.evidence,
+        }
+        if self.marker == "HER2":
+            out = {"status": self.status, "category": self.category, "ihc": self.ihc, "ish": self.ish,
+                   "date": _iso(self.date), "specimen": self.specimen, "evidence": self.evidence}
+        out["source"] = self.source
+        if self.conflict:
+            out["conflict"] = self.conflict
+        if self.preliminary:
+            out["preliminary"] = True
+        return out
+
+
+@dataclass
+class Metastasis:
+    site: str
+    reference: str
+    date: date | None
+    basis: str  # code | bodySite | text
+    display: str = ""
+    regional: bool = False
+
+
+@dataclass
+class Treatment:
+    """One anticancer or supportive drug, summed over all its orders and statements."""
+
+    ingredient: str
+    drug_class: str
+    start: date | None
+    end: date | None
+    active: bool
+    evidence: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Measurement:
+    value: float | str | None
+    date: date | None
+    reference: str
+    unit: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"value": self.value, "unit": self.unit, "date": _iso(self.date), "evidence": self.reference}
+
+
+@dataclass
+class BiomarkerResult:
+    """A result of a biomarker test (gBRCA, PD-L1, PIK3CA, ESR1, AKT1, PTEN, PALB2)."""
+
+    marker: str
+    result: str  # positive | negative | detected | not-detected | unknown
+    date: date | None
+    reference: str
+    germline: bool | None = None
+    value: float | None = None
+    detail: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"marker": self.marker, "result": self.result, "date": _iso(self.date), "evidence": self.reference}
+        if self.germline is not None:
+            out["germline"] = self.germline
+        if self.value is not None:
+            out["value"] = self.value
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+@dataclass
+class Unmapped:
+    reference: str
+    system: str
+    code: str
+    display: str = ""
+    count: int = 1
+    reason: str = "code not in the code tables"
+
+
+@dataclass
+class ClinicalPicture:
+    patient: str | None = None
+    birth_date: date | None = None
+    gender: str | None = None
+    breast_cancer: bool = False
+    breast_cancer_evidence: list[str] = field(default_factory=list)
+    diagnosis_date: date | None = None
+    metastatic: bool = False
+    metastatic_evidence: list[str] = field(default_factory=list)
+    metastasis_date: date | None = None
+    metastases: list[Metastasis] = field(default_factory=list)
+    er: MarkerStatus = field(default_factory=lambda: MarkerStatus("ER"))
+    pr: MarkerStatus = field(default_factory=lambda: MarkerStatus("PR"))
+    her2: MarkerStatus = field(default_factory=lambda: MarkerStatus("HER2"))
+    receptor_history: list[ReceptorResult] = field(default_factory=list)
+    discordance: list[dict[str, Any]] = field(default_factory=list)
+    treatments: list[Treatment] = field(default_factory=list)
+    regimens_after_metastasis: list[list[str]] = field(default_factory=list)
+    regimens: list[tuple[date, list[str]]] = field(default_factory=list)  # every regimen, with its start
+    lvef: list[Measurement] = field(default_factory=list)
+    weight: list[Measurement] = field(default_factory=list)
+    ecog: Measurement | None = None
+    menopause: str = "unknown"  # premenopausal | postmenopausal | unknown
+    menopause_evidence: str | None = None
+    biomarkers: list[BiomarkerResult] = field(default_factory=list)
+    grade: Measurement | None = None
+    progression: list[Measurement] = field(default_factory=list)
+    procedures: list[dict[str, Any]] = field(default_factory=list)
+    hr_override: tuple[str, list[str]] | None = None  # combined ER+PR result when neither is known alone
+    unmapped: list[Unmapped] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    # -- derived facts -----------------------------------------------------------------
+    @property
+    def sites(self) -> list[str]:
+        return sorted({m.site for m in self.metastases if not m.regional})
+
+    @property
+    def visceral(self) -> bool:
+        from .codes import is_visceral
+
+        return any(is_visceral(s) for s in self.sites)
+
+    @property
+    def hr_status(self) -> str:
+        """HR-positive means ER or PR at least 1% (ASCO/CAP 2020)."""
+        if self.er.status in ("positive", "low-positive") or self.pr.status == "positive":
+            return "positive"
+        if self.er.status == "negative" and self.pr.status == "negative":
+            return "negative"
+        if self.er.status == "unknown" and self.pr.status == "unknown" and self.hr_override:
+            return self.hr_override[0]
+        return "unknown"
+
+    @property
+    def subtype(self) -> str:
+        hr, her2 = self.hr_status, self.her2.status
+        if her2 == "positive":
+            return {"positive": "HR+/HER2+", "negative": "HR-/HER2+"}.get(hr, "unknown")
+        if her2 == "negative":
+            return {"positive": "HR+/HER2-", "negative": "TNBC"}.get(hr, "unknown")
+        return "unknown"
+
+    @property
+    def prior_therapy_classes(self) -> list[str]:
+        return sorted({t.drug_class for t in self.treatments})
+
+    @property
+    def line(self) -> int:
+        """Number of anticancer regimens begun since the first evidence of metastasis."""
+        return len(self.regimens_after_metastasis)
+
+    def active_classes(self) -> set[str]:
+        return {t.drug_class for t in self.treatments if t.active}
+
+    def latest(self, items: list[Measurement]) -> Measurement | None:
+        dated = [m for m in items if m.date is not None]
+        return max(dated, key=lambda m: m.date) if dated else (items[-1] if items else None)
+
+    def biomarker(self, *markers: str) -> list[BiomarkerResult]:
+        return [b for b in self.biomarkers if b.marker in markers]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": PICTURE_VERSION,
+            "patient": self.patient,
+            "breastCancer": self.breast_cancer,
+            "metastatic": self.metastatic,
+            "subtype": self.subtype,
+            "er": self.er.to_json(),
+            "pr": self.pr.to_json(),
+            "her2": self.her2.to_json(),
+            "sites": self.sites,
+            "visceral": self.visceral,
+            "metastasisDate": _iso(self.metastasis_date),
+            "metastases": [
+                {"site": m.site, "date": _iso(m.date), "evidence": m.reference, "basis": m.basis, "regional": m.regional}
+                for m in self.metastases
+            ],
+            "receptorHistory": [r.to_json() for r in self.receptor_history],
+            "discordance": self.discordance,
+            "priorTherapyClasses": self.prior_therapy_classes,
+            "treatments": [
+                {"drug": t.ingredient, "class": t.drug_class, "start": _iso(t.start), "end": _iso(t.end), "active": t.active, "evidence": t.evidence}
+                for t in self.treatments
+            ],
+            "regimensAfterMetastasis": self.regimens_after_metastasis,
+            "lvef": [m.to_json() for m in self.lvef],
+            "ecog": self.ecog.to_json() if self.ecog else None,
+            "menopause": {"status": self.menopause, "evidence": self.menopause_evidence},
+            "biomarkers": [b.to_json() for b in self.biomarkers],
+            "grade": self.grade.to_json() if self.grade else None,
+            "unmapped": [
+                {"reference": u.reference, "system": u.system, "code": u.code, "display": u.display, "count": u.count, "reason": u.reason}
+                for u in self.unmapped
+            ],
+            "warnings": self.warnings,
+        }

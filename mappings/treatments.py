@@ -1,0 +1,161 @@
+"""Treatment history from MedicationRequest, MedicationStatement and MedicationAdministration.
+
+RxNorm product codes (SCD, SBD, group codes) roll up to ingredients through the shipped table
+(no RxNav at run time); a drug with no known code is matched by name. A regimen is the set of
+anticancer drugs started within REGIMEN_WINDOW_DAYS of each other; a drug given again after a
+gap of more than RESTART_GAP_DAYS starts a new course.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from .codes import RXNORM, drug_class, ingredient_for_rxcui, ingredient_from_text, norm_system
+from .fhir import Resource, as_list, codings, concept_text, first_date, ref_target, status_code
+from .picture import Treatment
+
+REGIMEN_WINDOW_DAYS = 30
+RESTART_GAP_DAYS = 90
+# An administration is an event; a cancer drug given within this many days is treated as current.
+ADMINISTRATION_ACTIVE_DAYS = 42
+# Supportive or companion classes that do not make a regimen of their own.
+NOT_A_REGIMEN = {"bone-modifying-agent", "ovarian-suppression"}
+
+_SKIP_STATUS = {
+    "MedicationRequest": {"entered-in-error", "cancelled", "draft"},
+    "MedicationStatement": {"entered-in-error", "not-taken", "intended"},
+    "MedicationAdministration": {"entered-in-error", "not-done"},
+}
+_SKIP_INTENT = {"proposal", "plan"}
+_ACTIVE_STATUS = {
+    "MedicationRequest": {"active", "on-hold"},
+    "MedicationStatement": {"active"},
+    "MedicationAdministration": {"in-progress"},
+}
+
+
+@dataclass
+class DrugUse:
+    ingredient: str
+    drug_class: str
+    start: date | None
+    end: date | None
+    active: bool
+    reference: str
+    basis: str  # code | name
+
+
+def medication_concept(resource: Resource, medications: dict[str, Resource]) -> dict | None:
+    concept = resource.get("medicationCodeableConcept")
+    if isinstance(concept, dict):
+        return concept
+    target = resource.get("medicationReference")
+    if isinstance(target, dict):
+        ref = target.get("reference")
+        if isinstance(ref, str) and ref.startswith("#"):
+            for contained in as_list(resource.get("contained")):
+                if isinstance(contained, dict) and contained.get("id") == ref[1:]:
+                    return contained.get("code")
+        key = ref_target(target)
+        if key and key in medications:
+            return medications[key].get("code")
+        if isinstance(target.get("display"), str):
+            return {"text": target["display"]}
+    return None
+
+
+def identify(concept: dict | None) -> tuple[str | None, str, tuple[str, str, str] | None]:
+    """(ingredient, basis, first unknown coding) for a medication concept."""
+    unknown = None
+    for system, code, display in codings(concept):
+        if norm_system(system) == RXNORM or not system:
+            ingredient = ingredient_for_rxcui(code)
+            if ingredient:
+                return ingredient, "code", None
+        unknown = unknown or (system, code, display)
+    text = concept_text(concept)
+    ingredient = ingredient_from_text(text) if text else None
+    if ingredient:
+        return ingredient, "name", None
+    return None, "", unknown or ("", "", text)
+
+
+def _dates(resource: Resource) -> tuple[date | None, date | None]:
+    rtype = resource.get("resourceType")
+    if rtype == "MedicationRequest":
+        start = end = None
+        for dosage in as_list(resource.get("dosageInstruction")):
+            if isinstance(dosage, dict):
+                bounds = ((dosage.get("timing") or {}).get("repeat") or {}).get("boundsPeriod") if isinstance(dosage.get("timing"), dict) else None
+                if isinstance(bounds, dict):
+                    start = start or first_date(bounds.get("start"))
+                    end = end or first_date(bounds.get("end"))
+        validity = (resource.get("dispenseRequest") or {}).get("validityPeriod") if isinstance(resource.get("dispenseRequest"), dict) else None
+        return start or first_date(resource.get("authoredOn"), validity), end
+    period = resource.get("effectivePeriod")
+    if isinstance(period, dict):
+        return first_date(period.get("start")), first_date(period.get("end"))
+    when = first_date(resource.get("effectiveDateTime"), resource.get("dateAsserted"))
+    return when, when if rtype == "MedicationAdministration" else None
+
+
+def read_medication(resource: Resource, ref: str, medications: dict[str, Resource], today: date,
+                    unmapped: list[tuple[str, str, str, str]]) -> DrugUse | None:
+    rtype = resource.get("resourceType", "")
+    status = status_code(resource.get("status"))
+    if status in _SKIP_STATUS.get(rtype, set()):
+        return None
+    if rtype == "MedicationRequest" and status_code(resource.get("intent")) in _SKIP_INTENT:
+        return None
+    ingredient, basis, unknown = identify(medication_concept(resource, medications))
+    if ingredient is None:
+        if unknown is not None:
+            unmapped.append((ref, *unknown))
+        return None
+    klass = drug_class(ingredient)
+    if klass is None:
+        unmapped.append((ref, RXNORM, "", ingredient))
+        return None
+    start, end = _dates(resource)
+    active = status in _ACTIVE_STATUS.get(rtype, set())
+    if active and end is not None and end < today:
+        active = False
+    if rtype == "MedicationAdministration" and start is not None and (today - start).days <= ADMINISTRATION_ACTIVE_DAYS:
+        active = True
+    return DrugUse(ingredient, klass, start, end, active, ref, basis)
+
+
+def summarise(uses: list[DrugUse], metastasis_date: date | None) -> tuple[list[Treatment], list[list[str]], list[tuple[date, list[str]]]]:
+    """Per-drug summaries, the regimens begun since metastasis, and every regimen with its start."""
+    by_drug: dict[str, list[DrugUse]] = defaultdict(list)
+    for use in uses:
+        by_drug[use.ingredient].append(use)
+    treatments: list[Treatment] = []
+    course_starts: list[tuple[date, str]] = []
+    for ingredient, items in by_drug.items():
+        starts = sorted(u.start for u in items if u.start)
+        ends = [u.end or u.start for u in items if (u.end or u.start)]
+        treatments.append(Treatment(
+            ingredient=ingredient, drug_class=items[0].drug_class, start=starts[0] if starts else None,
+            end=max(ends) if ends else None, active=any(u.active for u in items),
+            evidence=sorted({u.reference for u in items}),
+        ))
+        if items[0].drug_class in NOT_A_REGIMEN:
+            continue
+        last: date | None = None
+        for use in sorted((u for u in items if u.start), key=lambda u: u.start):
+            if last is None or (use.start - last).days > RESTART_GAP_DAYS:
+                course_starts.append((use.start, ingredient))
+            last = max(last or use.start, use.end or use.start)
+    treatments.sort(key=lambda t: (t.start or date.min, t.ingredient))
+    regimens: list[tuple[date, list[str]]] = []
+    for start, ingredient in sorted(course_starts):
+        if regimens and start - regimens[-1][0] <= timedelta(days=REGIMEN_WINDOW_DAYS):
+            if ingredient not in regimens[-1][1]:
+                regimens[-1][1].append(ingredient)
+        else:
+            regimens.append((start, [ingredient]))
+    after = [drugs for start, drugs in regimens if metastasis_date is not None and start >= metastasis_date]
+    return treatments, after, regimens

@@ -1,0 +1,1 @@
+"""The HTTP edge: FastAPI app, settings, FHIR client. Knows nothing clinical."""
