@@ -60,7 +60,8 @@ def evaluate(
             orders, unknown_orders = order_rules.read_drafts(draft_entries or [], selections if hook == "order-select" else None)
             for rule in order_rules.RULES:
                 drafts.extend(rule(pic, orders, k, today))
-    # A patient with no breast cancer gets no cards, unless the data that would tell was not read.
-    if pic.breast_cancer or gaps:
+    # A patient with no breast cancer gets no cards, unless the data that would tell (the
+    # Conditions) could not be read.
+    if pic.breast_cancer or any(g.key == "conditions" for g in gaps):
         drafts.extend(data_incomplete(gaps, pic, unknown_orders if pic.breast_cancer else [], k))
     return finalise(drafts, k, hook_instance, max_cards)

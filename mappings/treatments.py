@@ -124,6 +124,8 @@ def read_medication(resource: Resource, ref: str, medications: dict[str, Resourc
         active = False
     if rtype == "MedicationAdministration" and start is not None and (today - start).days <= ADMINISTRATION_ACTIVE_DAYS:
         active = True
+    if active and end is None:
+        end = today  # an open, active order runs until now: later doses continue the same course
     return DrugUse(ingredient, klass, start, end, active, ref, basis)
 
 

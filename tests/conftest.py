@@ -1,0 +1,149 @@
+"""Shared test fixtures: the app in-process, a real uvicorn service, and a real FHIR R4 server.
+
+Integration tests talk to a real FHIR server process over HTTP: the Medplum-engine test server
+started here, or any external server named by FHIR_TEST_BASE_URL (HAPI FHIR, a public sandbox).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+from tests.support.fhir_server import FhirServerError, FhirTestServer, modules_installed, node_available
+
+REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+TODAY = datetime.now(timezone.utc).date()
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"feedback_db": str(tmp_path / "feedback.sqlite3"), "max_cards": 20}
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+class ExternalFhirServer:
+    """A FHIR server the tester runs (FHIR_TEST_BASE_URL): no reset, loading by PUT transactions."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url.rstrip("/")
+        self.token = os.environ.get("FHIR_TEST_TOKEN") or None
+        headers = {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        self.client = httpx.Client(headers=headers, timeout=60)
+
+    def reset(self) -> None:  # fixtures use stable ids and PUT: reloading is idempotent
+        pass
+
+    def post_bundle(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        response = self.client.post(self.base_url, json=bundle)
+        response.raise_for_status()
+        return response.json()
+
+    def stop(self) -> None:
+        self.client.close()
+
+
+@pytest.fixture(scope="session")
+def fhir_server() -> Iterator[Any]:
+    external = os.environ.get("FHIR_TEST_BASE_URL")
+    if external:
+        server = ExternalFhirServer(external)
+        yield server
+        server.stop()
+        return
+    if not node_available():
+        pytest.skip("node not found: the FHIR test server needs Node.js")
+    if not modules_installed():
+        pytest.fail("fhir-test-server/node_modules missing: run `npm ci --prefix fhir-test-server` (the README test command does)")
+    try:
+        server = FhirTestServer()
+    except FhirServerError as exc:
+        pytest.fail(f"FHIR test server did not start: {exc}")
+    yield server
+    server.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveService:
+    """The service under a real uvicorn server on 127.0.0.1, in a background thread."""
+
+    def __init__(self, settings: Settings):
+        self.port = _free_port()
+        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_level="warning", access_log=False, lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("service did not start")
+            time.sleep(0.02)
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.client = httpx.Client(base_url=self.base_url, timeout=30)
+
+    def stop(self) -> None:
+        self.client.close()
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+    service = LiveService(make_settings(tmp_path_factory.mktemp("live")))
+    yield service
+    service.stop()
+
+
+def hook_request(hook: str, patient_id: str, *, fhir_server: str | None = None, token: str | None = None,
+                 prefetch: dict[str, Any] | None = None, context: dict[str, Any] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "hook": hook,
+        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "context": {"userId": "Practitioner/example", "patientId": patient_id, **(context or {})},
+    }
+    if fhir_server:
+        body["fhirServer"] = fhir_server
+    if token:
+        body["fhirAuthorization"] = {"access_token": token, "token_type": "Bearer", "expires_in": 300,
+                                     "scope": "patient/*.read", "subject": "cds-service"}
+    if prefetch is not None:
+        body["prefetch"] = prefetch
+    return body
+
+
+def rule_codes(response_json: dict[str, Any]) -> list[str]:
+    return [c["source"]["topic"]["code"] for c in response_json["cards"]]
+
+
+def today() -> date:
+    return TODAY
