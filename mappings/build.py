@@ -12,7 +12,7 @@ from datetime import date
 from .codes import lookup_observation, procedure_kind
 from .conditions import ConditionFacts, read_condition
 from .fhir import Resource, codings, concept_text, effective_date, first_date, parse_date, reference_of, status_code
-from .observations import ObservationFacts, read_fact
+from .observations import ObservationFacts, gene_coding, read_fact
 from .picture import ClinicalPicture, MarkerStatus, Unmapped
 from .receptors import (
     MARKER_OF,
@@ -115,6 +115,7 @@ def build_picture(resources: Iterable[Resource], today: date | None = None) -> C
             pic.warnings.append(f"{ref}: could not be read ({type(exc).__name__})")
             unmapped.append((ref, "", "", "unreadable resource"))
 
+    unmapped.extend(cond.unmapped)
     # Conditions decide breast cancer and the first evidence of metastasis.
     pic.breast_cancer_evidence = [r for r, _ in cond.breast_cancer]
     pic.breast_cancer = bool(cond.breast_cancer)
@@ -128,7 +129,8 @@ def build_picture(resources: Iterable[Resource], today: date | None = None) -> C
             continue
         try:
             if not read_fact(res, concept, ref, effective_date(res), obs_facts):
-                unmapped.append((ref, *(next(codings(res.get("code")), ("", "", "")))))
+                gene = gene_coding(res) if concept in ("genomic-variant", "region-studied") else None
+                unmapped.append((ref, *(gene or next(codings(res.get("code")), ("", "", "")))))
         except Exception as exc:  # noqa: BLE001
             pic.warnings.append(f"{ref}: could not be read ({type(exc).__name__})")
     pic.metastases = cond.metastases + obs_facts.metastases

@@ -133,3 +133,13 @@ def read_fact(obs: Resource, concept: str, ref: str, when: date | None, facts: O
     else:
         return False
     return True
+
+
+def gene_coding(obs: Resource) -> tuple[str, str, str] | None:
+    """The gene-studied coding of a genomic Observation, to name an unused gene in ``unmapped``."""
+    for comp in as_list(obs.get("component")):
+        if not isinstance(comp, dict):
+            continue
+        if any(lookup_observation(s, c)[0] == "gene-studied" for s, c, _ in codings(comp.get("code"))):
+            return next(codings(comp.get("valueCodeableConcept")), None)
+    return None

@@ -226,6 +226,10 @@ def therapy_options(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Dra
 
 
 def resistance_risk(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Draft]:
+    # A flag about resistance to treatment of metastatic disease: an early, long-treated
+    # triple-negative cancer would otherwise raise a warning on every chart opening.
+    if not pic.metastatic:
+        return []
     rule = k.rule("resistance-risk")
     reasons: list[tuple[str, Fact]] = []
     if pic.subtype == "TNBC":

@@ -1,0 +1,131 @@
+"""The service reads what was not prefetched from fhirServer, with the EHR's token, and degrades
+to a data-incomplete card when the FHIR server fails (unit level: httpx mocked with respx)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import respx
+
+import fixtures
+from tests.conftest import hook_request, rule_codes
+
+BASE = "https://ehr.example.org/fhir"
+
+
+def _bundle(resources, next_url=None):
+    b = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in resources]}
+    if next_url:
+        b["link"] = [{"relation": "next", "url": next_url}]
+    return b
+
+
+@pytest.fixture
+def patient():
+    return fixtures.load(fixtures.PATIENTS / "mbc-hrpos-bone-1.json")
+
+
+def _by_type(resources, rtype):
+    return [r for r in resources if r["resourceType"] == rtype]
+
+
+def _mock_all(router, resources, **overrides):
+    routes = {
+        "Patient": httpx.Response(200, json=_by_type(resources, "Patient")[0]),
+        "Condition": httpx.Response(200, json=_bundle(_by_type(resources, "Condition"))),
+        "Observation": httpx.Response(200, json=_bundle(_by_type(resources, "Observation"))),
+    }
+    routes.update(overrides)
+    for rtype, resp in routes.items():
+        router.get(url__regex=rf"{BASE}/{rtype}[/?].*").mock(return_value=resp) if not callable(resp) else router.get(url__regex=rf"{BASE}/{rtype}[/?].*").mock(side_effect=resp)
+    router.get(url__regex=rf"{BASE}/.*").mock(return_value=httpx.Response(200, json=_bundle([])))
+
+
+def test_missing_keys_are_fetched_with_the_bearer_token(client, patient):
+    with respx.mock(assert_all_called=False) as router:
+        _mock_all(router, patient)
+        r = client.post("/cds-services/mbc-patient-view", json=hook_request("patient-view", "mbc-hrpos-bone-1", fhir_server=BASE, token="tok-123"))
+        calls = list(router.calls)
+    assert r.status_code == 200
+    assert "biopsy-reassessment" in rule_codes(r.json())
+    assert calls and all(c.request.headers["authorization"] == "Bearer tok-123" for c in calls)
+    assert "data-incomplete" not in rule_codes(r.json())
+
+
+def test_only_missing_keys_are_fetched(client, patient):
+    prefetch = fixtures.prefetch_for(patient, ["conditions", "observations"])
+    with respx.mock(assert_all_called=False) as router:
+        _mock_all(router, patient)
+        r = client.post("/cds-services/mbc-patient-view", json=hook_request("patient-view", "mbc-hrpos-bone-1", fhir_server=BASE, prefetch=prefetch))
+        paths = {c.request.url.path.split("/")[-1] for c in router.calls}
+    assert r.status_code == 200
+    assert "Condition" not in paths and "Observation" not in paths and "MedicationRequest" in paths
+
+
+@pytest.mark.parametrize("fault,reason", [
+    (httpx.Response(500, json={"resourceType": "OperationOutcome"}), "HTTP 500"),
+    (httpx.Response(401), "refused access"),
+    (httpx.Response(200, content=b"<html>oops"), "not JSON"),
+    (httpx.Response(200, json={"resourceType": "Bundle", "type": "transaction-response"}), "type"),
+    (httpx.ConnectError("refused"), "could not be reached"),
+    (httpx.ReadTimeout("slow"), "did not answer in time"),
+])
+def test_fhir_faults_become_a_data_incomplete_card(client, patient, fault, reason):
+    with respx.mock(assert_all_called=False) as router:
+        _mock_all(router, patient, Observation=fault if isinstance(fault, httpx.Response) else (lambda request, f=fault: (_ for _ in ()).throw(f)))
+        r = client.post("/cds-services/mbc-patient-view", json=hook_request("patient-view", "mbc-hrpos-bone-1", fhir_server=BASE))
+    assert r.status_code == 200
+    cards = {c["source"]["topic"]["code"]: c for c in r.json()["cards"]}
+    assert "data-incomplete" in cards and reason in cards["data-incomplete"]["detail"]
+    assert "receptor status" in cards["data-incomplete"]["detail"]  # says which checks could not run
+    assert "mbc-summary" in cards  # the Conditions were read: what can still be said, is
+
+
+def test_paging_is_followed_up_to_the_bound(tmp_path, patient):
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from tests.conftest import make_settings
+
+    conditions = _by_type(patient, "Condition")
+    with respx.mock(assert_all_called=False) as router, TestClient(create_app(make_settings(tmp_path, fhir_max_pages=3))) as c:
+        router.get(url__regex=rf"{BASE}/Condition\?patient=.*").mock(return_value=httpx.Response(200, json=_bundle(conditions[:1], f"{BASE}/Condition?page=2")))
+        router.get(f"{BASE}/Condition?page=2").mock(return_value=httpx.Response(200, json=_bundle(conditions[1:], f"{BASE}/Condition?page=3")))
+        router.get(f"{BASE}/Condition?page=3").mock(return_value=httpx.Response(200, json=_bundle([], f"{BASE}/Condition?page=4")))
+        router.get(url__regex=rf"{BASE}/Observation.*").mock(return_value=httpx.Response(200, json=_bundle(_by_type(patient, "Observation"))))
+        router.get(url__regex=rf"{BASE}/.*").mock(return_value=httpx.Response(200, json=_bundle([])))
+        r = c.post("/cds-services/mbc-patient-view", json=hook_request("patient-view", "mbc-hrpos-bone-1", fhir_server=BASE))
+    cards = {x["source"]["topic"]["code"]: x for x in r.json()["cards"]}
+    assert "bone-targeted-agent" in cards  # the bone metastasis on page 2 was read
+    assert "only the first 3 were read" in cards["data-incomplete"]["detail"]
+
+
+def test_next_link_to_another_host_is_not_followed(client, patient):
+    with respx.mock(assert_all_called=False) as router:
+        evil = router.get(url__regex=r"https://evil\.example/.*").mock(return_value=httpx.Response(200, json=_bundle([])))
+        _mock_all(router, patient, Condition=httpx.Response(200, json=_bundle(_by_type(patient, "Condition"), "https://evil.example/fhir/Condition?page=2")))
+        r = client.post("/cds-services/mbc-patient-view", json=hook_request("patient-view", "mbc-hrpos-bone-1", fhir_server=BASE, token="secret"))
+    assert not evil.called
+    assert "outside the FHIR server" in {c["source"]["topic"]["code"]: c for c in r.json()["cards"]}["data-incomplete"]["detail"]
+
+
+def test_slow_server_ends_within_the_deadline(tmp_path, patient):
+    import asyncio
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from tests.conftest import make_settings
+
+    async def slow(request):
+        await asyncio.sleep(5)
+        return httpx.Response(200, json=_bundle([]))
+
+    with respx.mock(assert_all_called=False) as router, TestClient(create_app(make_settings(tmp_path, hook_deadline_seconds=0.5))) as c:
+        _mock_all(router, patient, Observation=slow)
+        started = time.monotonic()
+        r = c.post("/cds-services/mbc-patient-view", json=hook_request("patient-view", "mbc-hrpos-bone-1", fhir_server=BASE))
+        elapsed = time.monotonic() - started
+    assert r.status_code == 200 and elapsed < 3
+    assert "deadline" in {x["source"]["topic"]["code"]: x for x in r.json()["cards"]}["data-incomplete"]["detail"]
