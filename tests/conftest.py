@@ -24,7 +24,8 @@ from service.app import create_app
 from service.settings import Settings
 from tests.support.fhir_server import FhirServerError, FhirTestServer, modules_installed, node_available
 
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+# ../shared/realdata beside the checkout (CI clones with shared/ beside it); MBC_REALDATA overrides.
+REALDATA = Path(os.environ.get("MBC_REALDATA") or Path(__file__).resolve().parents[2] / "shared" / "realdata")
 TODAY = datetime.now(timezone.utc).date()
 
 
