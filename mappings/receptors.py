@@ -91,7 +91,8 @@ def specimen_info(obs: Resource, ctx: ReceptorContext) -> SpecimenInfo:
     if info.site is not None:
         info.kind = "primary" if info.site == "breast" else "metastasis"
         return info
-    for ext in extensions(obs, "related-condition"):
+    # mCODE STU3/4 "mcode-related-condition"; the core "condition-related" extension is used alike.
+    for ext in [*extensions(obs, "related-condition"), *extensions(obs, "condition-related")]:
         target = ref_target(ext.get("valueReference"))
         if target in ctx.metastasis_conditions:
             info.kind, info.basis = "metastasis", "related-condition"
