@@ -12,6 +12,8 @@ these are pure CPU figures; the collector's share shows up in run.py's p99.
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import statistics
 import sys
 import timeit
@@ -32,13 +34,31 @@ from service.fhir_client import bundle_resources  # noqa: E402
 TARGET_US_PER_RESOURCE = 20.0
 
 
-def per_call(fn: Callable[[], Any], repeat: int, min_time: float = 0.2) -> float:
-    """Median seconds per call over ``repeat`` batches, each batch at least ``min_time`` long."""
-    timer = timeit.Timer(fn)
+def batch_size(fn: Callable[[], Any], min_time: float = 0.2) -> int:
     number = 1
-    while timer.timeit(number) < min_time and number < 1_000_000:  # bounded: autorange by doubling
+    while timeit.timeit(fn, number=number) < min_time and number < 1_000_000:  # bounded: doubling
         number *= 2
-    return statistics.median(t / number for t in timer.repeat(repeat, number))
+    return number
+
+
+def interleaved(fns: dict[int, Callable[[], Any]], repeat: int, min_time: float = 0.2) -> dict[int, float]:
+    """Median seconds per call of each fn, batches taken round-robin across fns.
+
+    On a shared machine a slow spell would otherwise land on one N only and fake a non-linearity.
+    """
+    numbers = {k: batch_size(fn, min_time) if min_time else 1 for k, fn in fns.items()}
+    samples: dict[int, list[float]] = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            samples[k].append(timeit.timeit(fn, number=numbers[k]) / numbers[k])
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def calls_per_resource(resources: list[dict[str, Any]], today: date) -> float:
+    """Python calls per resource in one build_picture: a noise-free check of linear growth."""
+    profile = cProfile.Profile()
+    profile.runcall(build_picture, resources, today=today)
+    return pstats.Stats(profile).total_calls / len(resources)  # type: ignore[attr-defined]
 
 
 def prefetched(request: dict[str, Any]) -> list[dict[str, Any]]:
@@ -64,37 +84,38 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="3 repetitions instead of 7")
     repeat = 3 if parser.parse_args().quick else 7
     today = date.today()  # as the service does
-    rows = []
-    for n in patients.SIZES:
-        request = patients.hook_request(patients.generate(n))
-        body = orjson.dumps(request)
-        resources = prefetched(orjson.loads(body))
-        assert len(resources) == n
-        picture = build_picture(resources, today=today)
-        mapping = per_call(lambda: build_picture(resources, today=today), repeat)
-        rules = per_call(lambda: evaluate("patient-view", picture, hook_instance="bench", today=today), repeat)
-        loads = per_call(lambda: orjson.loads(body), repeat)
-        failures = validate_all(resources)
-        validate = per_call(lambda: validate_all(resources), max(3, repeat // 2), min_time=0.0)
-        rows.append((n, len(body), mapping, rules, loads, validate, failures))
+    bodies = {n: orjson.dumps(patients.hook_request(patients.generate(n))) for n in patients.SIZES}
+    resources = {n: prefetched(orjson.loads(body)) for n, body in bodies.items()}
+    assert all(len(resources[n]) == n for n in bodies)
+    pictures = {n: build_picture(res, today=today) for n, res in resources.items()}
+    failures = {n: validate_all(res) for n, res in resources.items()}
+
+    def bind(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[], Any]:
+        return lambda: fn(*args, **kwargs)
+
+    mapping = interleaved({n: bind(build_picture, r, today=today) for n, r in resources.items()}, repeat)
+    rules = interleaved({n: bind(evaluate, "patient-view", p, hook_instance="bench", today=today)
+                         for n, p in pictures.items()}, repeat)
+    loads = interleaved({n: bind(orjson.loads, b) for n, b in bodies.items()}, repeat)
+    validate = interleaved({n: bind(validate_all, r) for n, r in resources.items()}, max(3, repeat // 2), min_time=0)
+    calls = {n: calls_per_resource(r, today) for n, r in resources.items()}
 
     us = lambda seconds, n: seconds * 1e6 / n  # noqa: E731
-    print(f"Python {sys.version.split()[0]}; median of {repeat} timeit batches, gc off while timing\n")
-    print("| N | KB | build_picture ms | µs/resource | evaluate ms | orjson.loads ms (µs/res) "
+    print(f"Python {sys.version.split()[0]}; median of {repeat} timeit batches interleaved across N, gc off while timing\n")
+    print("| N | KB | build_picture ms | µs/resource | calls/resource | evaluate ms | orjson.loads ms (µs/res) "
           "| fhir.resources R4B validate ms (µs/res) | validate / loads |")
-    print("|---|---|---|---|---|---|---|---|")
-    for n, size, mapping, rules, loads, validate, failures in rows:
-        bad = f", {failures} invalid" if failures else ""
-        print(f"| {n} | {size / 1024:.0f} | {mapping * 1e3:.2f} | {us(mapping, n):.1f} | {rules * 1e3:.3f} "
-              f"| {loads * 1e3:.2f} ({us(loads, n):.1f}) | {validate * 1e3:.0f} ({us(validate, n):.0f}{bad}) "
-              f"| {validate / loads:.0f}x |")
-    by_n = {r[0]: us(r[2], r[0]) for r in rows}
-    big, mid = max(by_n), sorted(by_n)[1]
-    growth = by_n[big] / by_n[mid]
-    met = "met" if by_n[big] < TARGET_US_PER_RESOURCE else "MISSED"
-    print(f"\nTarget (issue): mapping under {TARGET_US_PER_RESOURCE:.0f} µs per resource at N={big}: "
-          f"{by_n[big]:.1f} µs ({met}); µs/resource N={big} vs N={mid}: {growth:.2f}x "
-          f"({'linear' if growth < 1.25 else 'SUPERLINEAR'})")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for n, body in bodies.items():
+        bad = f", {failures[n]} invalid" if failures[n] else ""
+        print(f"| {n} | {len(body) / 1024:.0f} | {mapping[n] * 1e3:.2f} | {us(mapping[n], n):.1f} | {calls[n]:.1f} "
+              f"| {rules[n] * 1e3:.3f} | {loads[n] * 1e3:.2f} ({us(loads[n], n):.1f}) "
+              f"| {validate[n] * 1e3:.0f} ({us(validate[n], n):.0f}{bad}) | {validate[n] / loads[n]:.0f}x |")
+    big, mid = sorted(bodies)[-1], sorted(bodies)[-2]
+    per_big, per_mid = us(mapping[big], big), us(mapping[mid], mid)
+    met = "met" if per_big < TARGET_US_PER_RESOURCE else "MISSED"
+    print(f"\nTarget (issue): mapping under {TARGET_US_PER_RESOURCE:.0f} µs per resource at N={big}: {per_big:.1f} µs ({met}).")
+    print(f"Growth N={mid} -> N={big}: µs/resource x{per_big / per_mid:.2f}, Python calls/resource "
+          f"x{calls[big] / calls[mid]:.2f} (1.00 = linear in work; time above that is cache/memory, not algorithm)")
     return 0
 
 

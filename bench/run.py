@@ -25,7 +25,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import patients  # noqa: E402
@@ -60,6 +60,7 @@ class Server:
     name: str
     url: str
     proc: subprocess.Popen[bytes]
+    log: IO[bytes]
 
 
 def free_port() -> int:
@@ -82,7 +83,7 @@ def start(name: str, target: list[str], env: dict[str, str], logs: Path) -> Serv
     cmd = [sys.executable, "-m", "uvicorn", *target, "--host", "127.0.0.1", "--port", str(port), *SERVER_FLAGS]
     log = open(logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    server = Server(name, f"http://127.0.0.1:{port}{PATH}", proc)
+    server = Server(name, f"http://127.0.0.1:{port}{PATH}", proc, log)
     for _ in range(300):  # bounded: 30 s
         if proc.poll() is not None:
             raise RuntimeError(f"{name} exited at start-up; see {logs / (name + '.log')}")
@@ -172,6 +173,8 @@ def main() -> int:
                     server.proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     server.proc.kill()
+                    server.proc.wait(timeout=10)
+                server.log.close()
 
     print()
     print("| N | request KB | C | floor p50 / p95 / p99 ms | service p50 / p95 / p99 ms | floor req/s | service req/s | p50 ratio |")

@@ -3,8 +3,8 @@
 The body is parsed by hand (orjson, then pydantic) instead of as a FastAPI body parameter for
 three reasons: the spec's answer to bad input here is a 400 with a JSON explanation (FastAPI
 gives 422), the context model depends on the hook named in the body, and prefetch values stay
-plain dicts: validating every prefetched resource with fhir.resources costs about 250 us per
-resource (bench/parse_cost.py), 13-18x the whole floor of a bare endpoint.
+plain dicts: validating every prefetched resource with fhir.resources costs 140-270 us per
+resource (bench/mapping_cost.py), 13-18x the whole floor of a bare endpoint.
 """
 
 from __future__ import annotations
