@@ -29,19 +29,17 @@ SKIP_OBSERVATION = {"entered-in-error", "cancelled", "registered"}
 MEDICATION_TYPES = {"MedicationRequest", "MedicationStatement", "MedicationAdministration"}
 
 
-def _unique(resources: Iterable[Resource]) -> list[Resource]:
+def _unique(resources: Iterable[Resource]) -> list[tuple[str, Resource]]:
+    """(reference, resource) once per resource: the same resource may come from several queries."""
     seen: set[str] = set()
     out = []
     for res in resources:
         if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
             continue
         key = reference_of(res)
-        if key.endswith("(no id)"):
-            out.append(res)
-            continue
-        if key not in seen:
+        if key not in seen or key.endswith("(no id)"):
             seen.add(key)
-            out.append(res)
+            out.append((key, res))
     return out
 
 
@@ -73,11 +71,10 @@ def build_picture(resources: Iterable[Resource], today: date | None = None) -> C
     specimens: dict[str, Resource] = {}
     medications: dict[str, Resource] = {}
     observations: list[tuple[Resource, str, str]] = []
-    med_resources: list[Resource] = []
+    med_resources: list[tuple[str, Resource]] = []
     cond = ConditionFacts()
-    for res in items:
+    for ref, res in items:
         rtype = res["resourceType"]
-        ref = reference_of(res)
         try:
             if rtype == "Patient" and pic.patient is None:
                 pic.patient = ref
@@ -100,7 +97,7 @@ def build_picture(resources: Iterable[Resource], today: date | None = None) -> C
             elif rtype == "Medication":
                 medications[ref] = res
             elif rtype in MEDICATION_TYPES:
-                med_resources.append(res)
+                med_resources.append((ref, res))
             elif rtype in ("Procedure", "DiagnosticReport", "ImagingStudy"):
                 text = concept_text(res.get("code")) or (res.get("description") if isinstance(res.get("description"), str) else "")
                 for modality in res.get("modality") or []:
@@ -168,11 +165,12 @@ def build_picture(resources: Iterable[Resource], today: date | None = None) -> C
 
     # Treatments.
     uses: list[DrugUse] = []
-    for res in med_resources:
+    identified: dict = {}  # one lookup per distinct medication coding: cycles repeat the same code
+    for ref, res in med_resources:
         try:
-            use = read_medication(res, reference_of(res), medications, today, unmapped)
+            use = read_medication(res, ref, medications, today, unmapped, identified)
         except Exception as exc:  # noqa: BLE001
-            pic.warnings.append(f"{reference_of(res)}: could not be read ({type(exc).__name__})")
+            pic.warnings.append(f"{ref}: could not be read ({type(exc).__name__})")
             continue
         if use is not None:
             uses.append(use)

@@ -27,17 +27,25 @@ def codings(concept: Any) -> Iterator[tuple[str, str, str]]:
     """(system, code, display) for each usable Coding of a CodeableConcept (or a Coding)."""
     if not isinstance(concept, dict):
         return
-    items = concept.get("coding") if "coding" in concept else [concept]
-    for coding in as_list(items):
+    items = concept.get("coding") if "coding" in concept else concept
+    if not isinstance(items, list):
+        items = [items]
+    for coding in items:
         if not isinstance(coding, dict):
             continue
         code = coding.get("code")
-        if isinstance(code, (str, int)) and str(code).strip():
+        if isinstance(code, str):
+            code = code.strip()
+        elif isinstance(code, int) and not isinstance(code, bool):
+            code = str(code)
+        else:
+            continue
+        if code:
             system = coding.get("system")
             display = coding.get("display")
             yield (
                 system.strip() if isinstance(system, str) else "",
-                str(code).strip(),
+                code,
                 display if isinstance(display, str) else "",
             )
 
@@ -83,8 +91,9 @@ def parse_date(value: Any) -> date | None:
             return date(int(value), 1, 1)
         if len(value) == 7:
             return date(int(value[:4]), int(value[5:7]), 1)
-        if len(value) == 10:
-            return date.fromisoformat(value)
+        if len(value) == 10 or value[10] == "T":
+            # The local calendar date of a dateTime is its first ten characters (no UTC shift).
+            return date.fromisoformat(value[:10])
         return datetime.fromisoformat(value.replace("Z", "+00:00")).date()
     except ValueError:
         return None

@@ -274,7 +274,9 @@ class ClinicalPicture:
             "discordance": self.discordance,
             "priorTherapyClasses": self.prior_therapy_classes,
             "treatments": [
-                {"drug": t.ingredient, "class": t.drug_class, "start": _iso(t.start), "end": _iso(t.end), "active": t.active, "evidence": t.evidence}
+                # Weekly cycles give hundreds of orders per drug: the first few references, and the count.
+                {"drug": t.ingredient, "class": t.drug_class, "start": _iso(t.start), "end": _iso(t.end), "active": t.active,
+                 "evidence": t.evidence[:5], "evidenceCount": len(t.evidence)}
                 for t in self.treatments
             ],
             "regimensAfterMetastasis": self.regimens_after_metastasis,

@@ -101,15 +101,31 @@ def _dates(resource: Resource) -> tuple[date | None, date | None]:
     return when, when if rtype == "MedicationAdministration" else None
 
 
+def _identify_cached(concept: dict | None, cache: dict | None) -> tuple[str | None, str, tuple[str, str, str] | None]:
+    if cache is None or not isinstance(concept, dict):
+        return identify(concept)
+    coding = concept.get("coding")
+    if not isinstance(coding, list):
+        return identify(concept)
+    key = (tuple((c.get("system"), c.get("code")) for c in coding if isinstance(c, dict)), concept.get("text"))
+    try:
+        hit = key in cache
+    except TypeError:  # an unhashable code value: read it the slow way
+        return identify(concept)
+    if not hit:
+        cache[key] = identify(concept)
+    return cache[key]
+
+
 def read_medication(resource: Resource, ref: str, medications: dict[str, Resource], today: date,
-                    unmapped: list[tuple[str, str, str, str]]) -> DrugUse | None:
+                    unmapped: list[tuple[str, str, str, str]], cache: dict | None = None) -> DrugUse | None:
     rtype = resource.get("resourceType", "")
     status = status_code(resource.get("status"))
     if status in _SKIP_STATUS.get(rtype, set()):
         return None
     if rtype == "MedicationRequest" and status_code(resource.get("intent")) in _SKIP_INTENT:
         return None
-    ingredient, basis, unknown = identify(medication_concept(resource, medications))
+    ingredient, basis, unknown = _identify_cached(medication_concept(resource, medications), cache)
     if ingredient is None:
         if unknown is not None:
             unmapped.append((ref, *unknown))
