@@ -132,7 +132,29 @@ def _details(exc: ValidationError, prefix: str = "") -> list[dict[str, Any]]:
     return out
 
 
-def parse_hook_request(body: bytes, expected_hook: str) -> ParsedHook:
+def _check_counts(data: dict[str, Any], max_prefetch_resources: int | None, max_draft_orders: int | None) -> None:
+    """Bound the work one request can ask for; counted on the raw JSON, before any model sees it."""
+    prefetch = data.get("prefetch")
+    if max_prefetch_resources is not None and isinstance(prefetch, dict):
+        count = sum(
+            max(1, len(v["entry"])) if isinstance(v, dict) and isinstance(v.get("entry"), list) else 1
+            for v in prefetch.values()
+        )
+        if count > max_prefetch_resources:
+            raise RequestError(413, "too-many-resources",
+                               f"The prefetch holds {count} resources; this service accepts at most {max_prefetch_resources}.",
+                               [{"field": "prefetch", "problem": f"more than {max_prefetch_resources} keys and Bundle entries"}])
+    context = data.get("context")
+    draft = context.get("draftOrders") if isinstance(context, dict) else None
+    entries = draft.get("entry") if isinstance(draft, dict) else None
+    if max_draft_orders is not None and isinstance(entries, list) and len(entries) > max_draft_orders:
+        raise RequestError(413, "too-many-orders",
+                           f"draftOrders holds {len(entries)} entries; this service accepts at most {max_draft_orders}.",
+                           [{"field": "context.draftOrders.entry", "problem": f"more than {max_draft_orders} entries"}])
+
+
+def parse_hook_request(body: bytes, expected_hook: str, *, max_prefetch_resources: int | None = None,
+                       max_draft_orders: int | None = None) -> ParsedHook:
     """Validate a raw hook request body for a service that answers ``expected_hook``."""
     if not body:
         raise RequestError(400, "invalid-request", "The request body is empty; a CDS Hooks request is a JSON object.")
@@ -142,6 +164,7 @@ def parse_hook_request(body: bytes, expected_hook: str) -> ParsedHook:
         raise RequestError(400, "invalid-json", f"The request body is not valid JSON: {exc.msg} at position {exc.pos}.") from None
     if not isinstance(data, dict):
         raise RequestError(400, "invalid-request", "The request body must be a JSON object.")
+    _check_counts(data, max_prefetch_resources, max_draft_orders)
     try:
         request = HookRequest.model_validate(data)
     except ValidationError as exc:

@@ -9,11 +9,27 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextvars import ContextVar
 from datetime import datetime, timezone
 
 import orjson
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# Set per HTTP request by service.request_id; every line logged while serving it carries the id.
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+# Loggers of libraries whose INFO lines carry URLs, and so patient ids, of FHIR queries.
+_QUIET = ("httpx", "httpcore", "uvicorn.access")
+
+
+class _RequestId(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        rid = request_id_var.get()
+        if rid and not hasattr(record, "request_id"):
+            record.request_id = rid
+        return True
+
+
+logging.getLogger("mbc_cds_hooks").addFilter(_RequestId())
 
 
 class JsonFormatter(logging.Formatter):
@@ -35,3 +51,5 @@ def configure_logging(level: str = "info") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -15,7 +15,7 @@ from typing import Any
 from cds_hooks.evaluate import Gap as DataGap
 from mappings.queries import Query
 
-from .fhir_client import FetchResult, FhirFetcher, bundle_resources, run_all
+from .fhir_client import Budget, FetchResult, FhirFetcher, bundle_resources, run_all
 from .hook_request import ParsedHook, RequestError
 
 _TOKEN = re.compile(r"\{\{\s*([A-Za-z.]+)\s*\}\}")
@@ -33,6 +33,7 @@ class Gathered:
     gaps: list[DataGap] = field(default_factory=list)
     fetched: list[str] = field(default_factory=list)
     fetch_ms: float = 0.0
+    retries: int = 0
 
 
 def resolve_template(template: str, context: dict[str, Any]) -> str | None:
@@ -79,6 +80,7 @@ async def gather(hook: ParsedHook, queries: tuple[Query, ...], fetcher: FhirFetc
     server = request.fhirServer
     token = request.fhirAuthorization.access_token if request.fhirAuthorization else None
     out = Gathered()
+    budget = Budget.start(deadline)  # one deadline for every query, page and retry of this call
     jobs: dict[str, Any] = {}
     unobtainable: list[str] = []
     for q in queries:
@@ -88,13 +90,13 @@ async def gather(hook: ParsedHook, queries: tuple[Query, ...], fetcher: FhirFetc
             if partial is not None:
                 if server:
                     # The client may page a prefetched search: read the remaining pages.
-                    jobs[q.key] = fetcher.follow(server, {**partial, "entry": []}, token, FetchResult(pages=1))
+                    jobs[q.key] = fetcher.follow(server, {**partial, "entry": []}, token, FetchResult(pages=1), budget=budget)
                 else:
                     out.gaps.append(DataGap(q.key, "the prefetched search has more pages and no fhirServer was given to read them", q.feeds))
             continue
         relative = resolve_template(q.template, context)
         if server and relative:
-            jobs[q.key] = fetcher.read(server, relative, token)
+            jobs[q.key] = fetcher.read(server, relative, token, budget=budget)
         elif q.required:
             unobtainable.append(q.key)
         else:
@@ -113,6 +115,7 @@ async def gather(hook: ParsedHook, queries: tuple[Query, ...], fetcher: FhirFetc
     for key, result in results.items():
         out.resources.extend(result.resources)
         out.fetched.append(key)
+        out.retries += result.retries
         if result.problem:
             out.gaps.append(DataGap(key, result.problem, feeds[key]))
     return out

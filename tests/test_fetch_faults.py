@@ -129,3 +129,47 @@ def test_slow_server_ends_within_the_deadline(tmp_path, patient):
         elapsed = time.monotonic() - started
     assert r.status_code == 200 and elapsed < 3
     assert "deadline" in {x["source"]["topic"]["code"]: x for x in r.json()["cards"]}["data-incomplete"]["detail"]
+
+
+def _sequence(*responses):
+    """A respx side effect answering the given responses in turn, then the last one again."""
+    calls = []
+
+    def answer(request):
+        calls.append(request)
+        return responses[min(len(calls), len(responses)) - 1]
+
+    return answer, calls
+
+
+@pytest.mark.parametrize("first", [
+    httpx.Response(503),
+    httpx.Response(429, headers={"Retry-After": "0"}),
+    httpx.Response(502, content=b"bad gateway"),
+])
+def test_transient_errors_are_retried(client, patient, first):
+    answer, calls = _sequence(first, httpx.Response(200, json=_bundle(_by_type(patient, "Observation"))))
+    with respx.mock(assert_all_called=False) as router:
+        _mock_all(router, patient, Observation=answer)
+        r = client.post("/cds-services/mbc-patient-view", json=hook_request("patient-view", "mbc-hrpos-bone-1", fhir_server=BASE))
+    assert len(calls) == 2
+    assert "data-incomplete" not in rule_codes(r.json()) and "biopsy-reassessment" in rule_codes(r.json())
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+def test_client_errors_are_not_retried(client, patient, status):
+    answer, calls = _sequence(httpx.Response(status), httpx.Response(200, json=_bundle(_by_type(patient, "Observation"))))
+    with respx.mock(assert_all_called=False) as router:
+        _mock_all(router, patient, Observation=answer)
+        r = client.post("/cds-services/mbc-patient-view", json=hook_request("patient-view", "mbc-hrpos-bone-1", fhir_server=BASE))
+    assert len(calls) == 1
+    assert f"HTTP {status}" in {c["source"]["topic"]["code"]: c for c in r.json()["cards"]}["data-incomplete"]["detail"]
+
+
+def test_a_long_retry_after_is_not_waited_for(client, patient):
+    answer, calls = _sequence(httpx.Response(429, headers={"Retry-After": "3600"}))
+    with respx.mock(assert_all_called=False) as router:
+        _mock_all(router, patient, Observation=answer)
+        r = client.post("/cds-services/mbc-patient-view", json=hook_request("patient-view", "mbc-hrpos-bone-1", fhir_server=BASE))
+    assert len(calls) == 1
+    assert "Retry-After 3600 s" in {c["source"]["topic"]["code"]: c for c in r.json()["cards"]}["data-incomplete"]["detail"]

@@ -72,7 +72,8 @@ def _dose_mg(resource: dict[str, Any]) -> tuple[float | None, str | None, str]:
         for dr in as_list(dosage.get("doseAndRate")):
             q = dr.get("doseQuantity") if isinstance(dr, dict) else None
             if isinstance(q, dict) and isinstance(q.get("value"), (int, float)):
-                return float(q["value"]), (q.get("code") or q.get("unit") or ""), text
+                unit = next((u for u in (q.get("code"), q.get("unit")) if isinstance(u, str) and u), "")
+                return float(q["value"]), unit, text
         return None, None, text
     return None, None, ""
 
@@ -80,8 +81,10 @@ def _dose_mg(resource: dict[str, Any]) -> tuple[float | None, str | None, str]:
 def _period_weeks(resource: dict[str, Any]) -> float | None:
     for dosage in as_list(resource.get("dosageInstruction")):
         repeat = ((dosage.get("timing") or {}).get("repeat") or {}) if isinstance(dosage, dict) and isinstance(dosage.get("timing"), dict) else {}
+        if not isinstance(repeat, dict):
+            continue
         period, unit = repeat.get("period"), repeat.get("periodUnit")
-        if isinstance(period, (int, float)):
+        if isinstance(period, (int, float)) and isinstance(unit, str):
             return {"wk": period, "d": period / 7}.get(unit)
     return None
 
