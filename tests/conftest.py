@@ -30,7 +30,8 @@ TODAY = datetime.now(timezone.utc).date()
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"feedback_db": str(tmp_path / "feedback.sqlite3"), "max_cards": 20}
+    # auth off by default here; tests/test_auth.py turns it on with its own issuers and keys
+    values: dict[str, Any] = {"feedback_db": str(tmp_path / "feedback.sqlite3"), "max_cards": 20, "auth_required": False}
     values.update(overrides)
     return Settings(**values)
 
