@@ -1,22 +1,19 @@
-"""CDS Hooks feedback (POST /cds-services/{id}/feedback): validated, then stored durably.
+"""CDS Hooks feedback (POST /cds-services/{id}/feedback): validated whole, then stored durably.
 
-SQLite in WAL mode by default: every post is committed before the answer goes out, so an
-acknowledged feedback survives a crash or restart.
+Every post is committed (SQLite or PostgreSQL, see store.py) before the answer goes out, so an
+acknowledged feedback survives a crash, a restart or the loss of the replica that took it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-import threading
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .hook_request import RequestError
+from .store import Database
 
 
 class Coding(BaseModel):
@@ -69,65 +66,58 @@ def parse_feedback(body: bytes) -> list[FeedbackItem]:
         raise RequestError(400, "invalid-feedback", "The feedback does not match CDS Hooks 2.0.", details) from None
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS feedback (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    service TEXT NOT NULL,
-    card TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    accepted_suggestions TEXT,
-    override_reason TEXT,
-    outcome_timestamp TEXT NOT NULL,
-    received_at TEXT NOT NULL
-)
-"""
+# 7 columns x at most 1,000 items (FeedbackRequest) stays under both drivers' 32,767 parameters.
+_COLUMNS = ("service", "card", "outcome", "accepted_suggestions", "override_reason", "outcome_timestamp", "received_at")
+
+
+def _utc(moment: datetime) -> datetime:
+    # One spelling per instant, so the unique index sees "Z" and "+00:00" repeats as one.
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
 class FeedbackStore:
-    """One SQLite connection behind a lock; writes run in a thread so the event loop stays free."""
+    """Feedback rows in the shared :class:`~service.store.Database`.
 
-    def __init__(self, path: str):
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(_SCHEMA)
-        self._lock = threading.Lock()
+    A post is one INSERT statement, committed before ``add`` returns: an answered post is never
+    lost, and a failed one is not half stored. A repeat of the same (service, card, outcome,
+    outcomeTimestamp) is skipped by the unique index, so client retries are harmless.
+    """
 
-    def _insert(self, service: str, items: list[FeedbackItem]) -> int:
-        now = datetime.now(timezone.utc).isoformat()
-        rows = [
-            (
+    def __init__(self, db: Database):
+        self._db = db
+
+    async def add(self, service: str, items: list[FeedbackItem]) -> int:
+        """Store the items; return how many were new (repeats are already stored)."""
+        now = datetime.now(timezone.utc)
+        args: list[Any] = []
+        for i in items:
+            args += [
                 service, i.card, i.outcome,
                 orjson.dumps([s.model_dump(exclude_none=True) for s in i.acceptedSuggestions]).decode() if i.acceptedSuggestions else None,
                 orjson.dumps(i.overrideReason.model_dump(exclude_none=True)).decode() if i.overrideReason else None,
-                i.outcomeTimestamp.isoformat(), now,
-            )
-            for i in items
+                _utc(i.outcomeTimestamp), now,
+            ]
+        width = len(_COLUMNS)
+        values = ", ".join("(" + ", ".join(f"${r * width + c + 1}" for c in range(width)) + ")" for r in range(len(items)))
+        return await self._db.execute(
+            f"INSERT INTO feedback ({', '.join(_COLUMNS)}) VALUES {values} ON CONFLICT DO NOTHING", *args
+        )
+
+    async def all(self) -> list[dict[str, Any]]:
+        rows = await self._db.fetch(f"SELECT {', '.join(_COLUMNS[:-1])} FROM feedback ORDER BY id")
+        return [
+            {
+                "service": service, "card": card, "outcome": outcome,
+                "accepted_suggestions": orjson.loads(accepted) if accepted else None,
+                "override_reason": orjson.loads(reason) if reason else None,
+                "outcome_timestamp": ts.isoformat() if isinstance(ts, datetime) else ts,
+            }
+            for service, card, outcome, accepted, reason, ts in rows
         ]
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(
-                    "INSERT INTO feedback (service, card, outcome, accepted_suggestions, override_reason, outcome_timestamp, received_at) VALUES (?,?,?,?,?,?,?)",
-                    rows,
-                )
-                self._db.execute("COMMIT")
-            except Exception:
-                self._db.execute("ROLLBACK")
-                raise
-        return len(rows)
 
-    async def add(self, service: str, items: list[FeedbackItem]) -> int:
-        return await asyncio.to_thread(self._insert, service, items)
+    async def ping(self, timeout: float = 2.0) -> None:
+        """Raise unless the database answers within ``timeout`` seconds (for /readyz)."""
+        await self._db.ping(timeout)
 
-    def all(self) -> list[dict[str, Any]]:
-        with self._lock:
-            cur = self._db.execute("SELECT service, card, outcome, accepted_suggestions, override_reason, outcome_timestamp FROM feedback ORDER BY id")
-            cols = [c[0] for c in cur.description]
-            return [dict(zip(cols, row)) for row in cur.fetchall()]
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+    async def close(self) -> None:
+        await self._db.close()

@@ -165,7 +165,7 @@ def test_feedback_is_validated_and_stored(client):
                         "outcomeTimestamp": "2026-11-22T10:01:00Z"}]}
     r = client.post("/cds-services/mbc-patient-view/feedback", json=ok)
     assert r.status_code == 200 and r.json() == {"stored": 2}
-    stored = client.app.state.feedback.all()
+    stored = client.portal.call(client.app.state.feedback.all)
     assert [(s["card"], s["outcome"]) for s in stored] == [("c1", "accepted"), ("c2", "overridden")]
     bad = {"feedback": [{"card": "c3", "outcome": "accepted", "outcomeTimestamp": "2026-11-22T10:00:00Z"}]}
     r = client.post("/cds-services/mbc-patient-view/feedback", json=bad)
