@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test bench clean
+.PHONY: install run test container-test bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +18,16 @@ install: $(VENV)/.installed
 fhir-test-server/node_modules/.package-lock.json: fhir-test-server/package-lock.json
 	npm ci --no-audit --no-fund --prefix fhir-test-server
 
+# Demo only: no EHR JWT is checked (the service logs a warning); production runs `mbc-cds-hooks serve` with MBC_TRUSTED_ISSUERS.
 run: install
-	$(VENV)/bin/mbc-cds-hooks serve
+	MBC_AUTH_REQUIRED=false $(VENV)/bin/mbc-cds-hooks serve
 
 test: install fhir-test-server/node_modules/.package-lock.json
 	$(PY) -m pytest -q
+
+# Build the Dockerfile for real (podman/buildah over a local Debian base) and smoke-test the image; needs root.
+container-test: install
+	scripts/container-test.sh
 
 bench: install
 	$(PY) bench/run.py
