@@ -148,7 +148,8 @@ def main() -> int:
         tmpdir = Path(tmp)
         lua = tmpdir / "post.lua"
         lua.write_text(LUA)
-        env = {**os.environ, "MBC_LOG_LEVEL": "warning", "MBC_FEEDBACK_DB": str(tmpdir / "feedback.sqlite3")}
+        env = {**os.environ, "MBC_LOG_LEVEL": "warning", "MBC_FEEDBACK_DB": str(tmpdir / "feedback.sqlite3"),
+               "MBC_AUTH_REQUIRED": "false"}  # wrk sends no JWT; JWT checks are not part of this measurement
         servers: list[Server] = []
         try:
             servers.append(start("floor", ["--app-dir", "bench", "floor_app:app"], env, tmpdir))

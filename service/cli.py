@@ -1,4 +1,4 @@
-"""The ``mbc-cds-hooks`` command: serve, explain, sample-request."""
+"""The ``mbc-cds-hooks`` command: serve, explain, sample-request, and the integration kit (load, keys, hook)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ def serve(
 ) -> None:
     """Run the HTTP service."""
     import os
+    import signal
 
     import uvicorn
 
@@ -37,10 +38,40 @@ def serve(
     except ValidationError as exc:
         typer.echo(f"Invalid settings:\n{exc}", err=True)
         raise typer.Exit(2)
-    uvicorn.run(
-        "service.app:app_factory", factory=True, host=settings.host, port=settings.port, workers=settings.workers,
-        log_level=settings.log_level, access_log=False, lifespan="on",
-    )
+    scratch = _metrics_dir(settings.workers)
+    # uvicorn re-raises SIGTERM once its graceful shutdown is done; this handler then ends with 0.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:  # SIGTERM: stop accepting, let in-flight calls finish (up to the grace), run the lifespan's shutdown
+        uvicorn.run(
+            "service.app:app_factory", factory=True, host=settings.host, port=settings.port, workers=settings.workers,
+            log_level=settings.log_level, access_log=False, lifespan="on",
+            timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        )
+    finally:
+        if scratch:
+            import shutil
+
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _metrics_dir(workers: int) -> Optional[str]:
+    """Prometheus multiprocess mode: clear PROMETHEUS_MULTIPROC_DIR of a previous run's files, or
+    make a temporary one when several workers would otherwise each show only their own figures.
+    Returns a directory to remove at exit."""
+    import os
+    import tempfile
+
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        return None
+    if workers > 1:
+        made = tempfile.mkdtemp(prefix="mbc-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
+        return made
+    return None
 
 
 def _today(value: Optional[str]) -> date:
@@ -67,6 +98,10 @@ def explain(
         resources = fixtures.load(bundle, today=day)
     elif fhir_base and patient:
         resources, gaps = _read_server(fhir_base.rstrip("/"), patient, token)
+        if not resources:  # nothing at all: a wrong id or server is an error, not a patient without cancer
+            why = "; ".join(f"{g.key}: {g.reason}" for g in gaps) or "the server has no data for this patient"
+            typer.echo(f"error: could not read Patient/{patient} from {fhir_base} ({why})", err=True)
+            raise typer.Exit(1)
     else:
         typer.echo("Give --bundle FILE, or --fhir-base URL and --patient ID.", err=True)
         raise typer.Exit(2)
@@ -130,6 +165,108 @@ def sample_request(
     request = {"hook": svc.hook, "hookInstance": str(uuid.uuid4()), "context": context,
                "prefetch": fixtures.prefetch_for(resources, [q.key for q in svc.queries])}
     sys.stdout.write(json.dumps(request, indent=2) + "\n")
+
+
+
+@app.command()
+def load(
+    files: list[Path] = typer.Argument(..., exists=True, help="Fixture or record files (Bundle or JSON array), or folders of them."),
+    fhir_base: str = typer.Option(..., "--fhir-base", help="FHIR R4 server to write to."),
+    token: Optional[str] = typer.Option(None, "--token", help="Bearer token for --fhir-base."),
+    today: Optional[str] = typer.Option(None, help="Roll fixture dates to this day (YYYY-MM-DD; default today)."),
+    no_roll: bool = typer.Option(False, "--no-roll", help="Load dates as written."),
+    chunk_size: int = typer.Option(50, "--chunk-size", min=1, max=10000, help="Entries per transaction or batch (Medplum allows 50)."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="transaction, batch or put (default: from the CapabilityStatement)."),
+) -> None:
+    """Put fixtures or real records into a FHIR server: PUT Type/id with stable ids, so reloading is harmless."""
+    from .loader import MODES, load_files
+
+    if mode is not None and mode not in MODES:
+        typer.echo(f"--mode must be one of {', '.join(MODES)}", err=True)
+        raise typer.Exit(2)
+    report = load_files(files, fhir_base, token=token, today=None if no_roll else _today(today),
+                        chunk_size=chunk_size, mode=mode, progress=sys.stderr.isatty())
+    for problem in report.unreadable:
+        typer.echo(f"unreadable: {problem}", err=True)
+    for rejected in report.rejected:
+        typer.echo(f"rejected: {rejected}", err=True)
+    if report.fatal:
+        typer.echo(f"error: {report.fatal}", err=True)
+    typer.echo(f"{report.written} resources from {report.files} file(s) written to {fhir_base} ({report.mode})"
+               + ("" if report.ok else f"; {len(report.rejected)} rejected, {len(report.unreadable)} unreadable"))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def keys(
+    out: Path = typer.Option(..., "--out", file_okay=False, help="Folder for private.pem and jwks.json."),
+    alg: str = typer.Option("ES384", "--alg", help="ES384 or RS384."),
+    kid: Optional[str] = typer.Option(None, "--kid", help="Key id (default: the key's RFC 7638 thumbprint)."),
+    force: bool = typer.Option(False, "--force", help="Replace existing key files."),
+) -> None:
+    """Generate a development signing key pair for `hook` and the service's trusted issuers."""
+    from .dev_keys import generate
+
+    try:
+        made = generate(out, alg.upper(), kid, force)
+    except (ValueError, FileExistsError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"private key: {made.private} (mode 0600; keep it secret)\npublic JWKS: {made.jwks}\nkid: {made.kid}  alg: {made.alg}")
+
+
+@app.command()
+def hook(
+    service: str = typer.Option(..., "--service", help="Service id, e.g. mbc-patient-view."),
+    patient: str = typer.Option(..., "--patient", help="Patient id on --fhir-base."),
+    fhir_base: str = typer.Option(..., "--fhir-base", help="FHIR server sent as fhirServer (and read for --prefetch)."),
+    service_url: str = typer.Option("http://127.0.0.1:8080", "--service-url", help="Where the service runs (its /cds-services is under it)."),
+    prefetch: bool = typer.Option(False, "--prefetch", help="Resolve the service's prefetch templates here and send them."),
+    key: Optional[Path] = typer.Option(None, "--key", exists=True, dir_okay=False, help="Private key PEM to sign the JWT (from `keys`)."),
+    kid: Optional[str] = typer.Option(None, "--kid", help="JWT kid (default: the key's thumbprint, as `keys` makes it)."),
+    iss: Optional[str] = typer.Option(None, "--iss", help="JWT issuer; the service must trust it."),
+    jku: Optional[str] = typer.Option(None, "--jku", help="JWK Set URL put in the JWT header."),
+    orders: Optional[Path] = typer.Option(None, "--orders", exists=True, dir_okay=False, help="Draft orders (Bundle, array or resource) for order hooks."),
+    token: Optional[str] = typer.Option(None, "--token", help="FHIR access token, sent as fhirAuthorization."),
+    user: str = typer.Option("Practitioner/example", "--user", help="context.userId."),
+    today: Optional[str] = typer.Option(None, help="Roll draft order dates to this day (YYYY-MM-DD)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the service's raw response."),
+) -> None:
+    """Call a running service as an EHR would: signed JWT, context, optional prefetch; print the cards."""
+    from .hook_client import HookError, Signer, send
+
+    signer = None
+    if key is not None:
+        from .dev_keys import load_private
+
+        if not iss:
+            typer.echo("--key needs --iss (the issuer the service trusts)", err=True)
+            raise typer.Exit(2)
+        try:
+            private, alg = load_private(key)
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2)
+        signer = Signer(private, alg, kid or private.thumbprint(), iss, jku)
+    try:
+        response, problems = send(service, patient, service_url=service_url, fhir_base=fhir_base, user=user, token=token,
+                                  orders=orders, prefetch=prefetch, signer=signer, today=_today(today))
+    except HookError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        if exc.body is not None:
+            sys.stdout.write((json.dumps(exc.body, indent=2) if not isinstance(exc.body, str) else exc.body) + "\n")
+        raise typer.Exit(1)
+    for problem in problems:
+        typer.echo(f"prefetch: {problem} (left out; the service fetches it)", err=True)
+    if as_json:
+        sys.stdout.write(json.dumps(response, indent=2) + "\n")
+        return
+    from rich.console import Console
+
+    from .explain_view import cards_table
+
+    Console().print(cards_table(response.get("cards") or [], title=f"Cards from {service}"))
 
 
 def main() -> None:
