@@ -35,7 +35,7 @@ from .metrics import HookMetricsMiddleware, count_cards, count_feedback, render
 from .request_id import RequestIdMiddleware
 from .schemas import HOOK_OPENAPI, HOOK_RESPONSES, request_components
 from .settings import Settings, get_settings
-from .store import open_database
+from .store import SqlReplayStore, StoreUnavailable, open_database
 
 log = logging.getLogger("mbc_cds_hooks")
 READY_TIMEOUT_SECONDS = 2.0  # /readyz: a database slower than this counts as unreachable
@@ -77,6 +77,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             url = settings.database_url.get_secret_value() if settings.database_url else None
             app.state.db = await open_database(url, settings.feedback_db, settings.database_pool_size)
             app.state.feedback = FeedbackStore(app.state.db)
+            if settings.database_url or settings.workers > 1:
+                # Several processes: a jti seen by one must be refused by all (README, Scale-out).
+                authenticator.replay = SqlReplayStore(app.state.db)
             # Long-lived start-up objects move out of the collector's way (performance.md: gc tail).
             gc.collect()
             gc.freeze()
@@ -111,6 +114,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         err = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         return error(exc.status_code, err, str(exc.detail))
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        log.error("database unavailable", extra={"event": "store", "error": str(exc), "path": request.url.path})
+        answer = error(503, "store-unavailable", "The service's database did not answer; nothing was stored. Retry shortly.")
+        answer.headers["Retry-After"] = "5"
+        return answer
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -207,7 +217,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             items = parse_feedback(await read_body(request))
         except RequestError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
-        new = await request.app.state.feedback.add(service_id, items)  # committed before the answer
+        try:
+            new = await request.app.state.feedback.add(service_id, items)  # committed before the answer
+        except Exception as exc:  # noqa: BLE001 - nothing was stored: say so, so the EHR sends it again
+            raise StoreUnavailable(type(exc).__name__) from None
         count_feedback(service_id, (item.outcome for item in items))
         log.info("feedback stored", extra={"event": "feedback", "service": service_id, "items": len(items), "new": new})
         return JSONResponse({"stored": len(items)})

@@ -26,6 +26,7 @@ from joserfc.jwt import JWTClaimsRegistry
 
 from .jwks import KeyMap, KeySetCache, load_static, pick
 from .settings import Settings, TrustedIssuer
+from .store import StoreUnavailable
 
 log = logging.getLogger("mbc_cds_hooks.auth")
 
@@ -132,7 +133,7 @@ class Authenticator:
             raise AuthFailed("no bearer token")
         try:
             return await self.verify(token.strip(), self.audience(request))
-        except AuthFailed:
+        except (AuthFailed, StoreUnavailable):
             raise
         except Exception as exc:  # fail closed: an unforeseen error refuses the call, never a 500
             raise AuthFailed(f"verification error {type(exc).__name__}") from exc
@@ -170,7 +171,11 @@ class Authenticator:
             raise AuthFailed("bad signature", **ids)
         self._check_claims(claims, iss, audience, ids)
         leeway = self._settings.auth_leeway_seconds
-        if not await self.replay.first_use(claims["jti"], iss, float(claims["exp"]) + leeway):
+        try:
+            first = await self.replay.first_use(claims["jti"], iss, float(claims["exp"]) + leeway)
+        except Exception as exc:  # noqa: BLE001 - fail closed, but as "retry later", not as a bad token
+            raise StoreUnavailable(type(exc).__name__) from None
+        if not first:
             raise AuthFailed("jti replayed", **ids)
         return claims
 

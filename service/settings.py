@@ -45,7 +45,8 @@ class TrustedIssuer(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MBC_", env_file=None, extra="ignore")
+    # hide_input_in_errors: a start-up error must not print DATABASE_URL (password) or an issuer's keys.
+    model_config = SettingsConfigDict(env_prefix="MBC_", env_file=None, extra="ignore", hide_input_in_errors=True)
 
     host: str = Field("127.0.0.1", description="Interface to bind.")
     port: int = Field(8080, ge=1, le=65535, description="Port to bind.")

@@ -71,6 +71,10 @@ _SCHEMA: dict[Dialect, list[str]] = {
 _SCHEMA_LOCK = 0x4D4243  # pg_advisory lock key: replicas starting together create the schema one at a time
 
 
+class StoreUnavailable(Exception):
+    """The database did not answer: callers answer 503 so the EHR retries, instead of a 500 or a lost write."""
+
+
 class Database(Protocol):
     """What the stores need: a committed statement with its row count, a query, a health check."""
 

@@ -31,6 +31,7 @@ from pydantic import ValidationError
 import fixtures
 from service.app import create_app
 from service.auth import MemoryReplayStore
+from service.store import SqlReplayStore
 from service.settings import Settings
 from tests.conftest import hook_request, make_settings
 
@@ -279,6 +280,17 @@ def test_replayed_jti_is_refused(api, jwks):
         "the same jti from another issuer is another token"
 
 
+def test_replay_is_refused_across_workers_sharing_the_database(tmp_path, jwks):
+    """workers > 1 (or DATABASE_URL): the jti store is the shared database, so another process refuses it too."""
+    settings = auth_settings(tmp_path, jwks, workers=2)
+    token = sandbox_token(DISCOVERY, jwks)
+    with TestClient(create_app(settings)) as first, TestClient(create_app(settings)) as second:
+        assert isinstance(first.app.state.auth.replay, SqlReplayStore)
+        assert first.get("/cds-services", headers=_bearer(token)).status_code == 200
+        _assert_401(second.get("/cds-services", headers=_bearer(token)))
+        assert second.get("/cds-services", headers=_bearer(sandbox_token(DISCOVERY, jwks))).status_code == 200
+
+
 def test_unknown_kid_refetches_at_most_once_per_interval(api, jwks):
     assert api.get("/cds-services", headers=_bearer(sandbox_token(DISCOVERY, jwks))).status_code == 200
     assert jwks.hits["/a/jwks.json"] == 1
@@ -405,3 +417,11 @@ async def test_memory_replay_store_expires_and_is_bounded():
     now[0] = 1011.0
     assert await store.first_use("b", "iss", 1100), "expired entries were pruned"
     assert await store.first_use("a", "iss", 1100), "an expired jti is forgotten"
+
+
+def test_replay_store_outage_is_503_not_401_or_500(tmp_path, jwks):
+    """The token may be fine; the service cannot tell whether it was replayed: fail closed, ask to retry."""
+    with TestClient(create_app(auth_settings(tmp_path, jwks, workers=2))) as api:
+        api.portal.call(api.app.state.db.close)
+        r = api.get("/cds-services", headers=_bearer(sandbox_token(DISCOVERY, jwks)))
+        assert r.status_code == 503 and r.json()["error"] == "store-unavailable"

@@ -402,3 +402,28 @@ def test_hook_is_refused_without_a_valid_token(secured_service: LiveService, fix
     for tampered in (f"{head}.{forged}.{signature}", f"{head}.{payload}.{signature[:-4]}AAAA"):
         response = secured_service.client.get("/cds-services", headers={"Authorization": f"Bearer {tampered}"})
         assert response.status_code == 401, tampered
+
+
+def test_readme_walkthrough_table_matches_the_fixture_manifest():
+    """The card list an integrator reads in README is what the fixture tests assert."""
+    import re
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    cases = yaml.safe_load((root / "fixtures" / "manifest.yaml").read_text())
+    expect: dict[tuple[str, str, str], set[str]] = {
+        (c["patient"], c["hook"], Path(c.get("draft_orders") or "").name): set(c["expect"]) for c in cases
+    }
+    rows = re.findall(r"^\s+\| `([\w-]+)` \| ([^|]+) \| ([^|]+) \|$", (root / "README.md").read_text(), re.M)
+    assert len(rows) >= 15
+    for patient, hooks, cards in rows:
+        if hooks.strip() == "patient-view":
+            listed = re.sub(r"\(.*?\)", "", cards).strip()
+            named = set() if listed == "none" else {c.strip() for c in listed.split(",")}
+            assert named == expect[(patient, "patient-view", "")], patient
+        else:  # "order-select `file.json` / order-sign `file.json`" against "card / card"
+            pairs = zip(re.findall(r"(order-\w+) `([\w.-]+)`", hooks), [c.strip() for c in cards.split("/")])
+            for (hook, file), card_text in pairs:
+                card = re.match(r"[a-z0-9-]+", card_text).group(0)
+                assert card in expect[(patient, hook, file)], (patient, file)

@@ -252,3 +252,23 @@ def test_serve_drains_and_exits_0_on_sigterm(tmp_path, workers):
             proc.kill()
             proc.wait()
         fhir.shutdown()
+
+
+def test_invalid_settings_stop_start_up_with_a_clear_error_that_hides_secrets(tmp_path):
+    """An operator sees which setting is wrong; the log never shows the DATABASE_URL password."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("MBC_")}
+    env.update(DATABASE_URL="mysql://cds:s3cret-pw@db:3306/cds", MBC_HOOK_DEADLINE_SECONDS="-1")
+    proc = subprocess.run([sys.executable, "-m", "service.cli", "serve"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "database_url" in out and "postgresql://" in out and "hook_deadline_seconds" in out
+    assert "s3cret-pw" not in out
+
+
+def test_feedback_during_a_database_outage_is_503_with_retry_after_not_500(client):
+    client.portal.call(client.app.state.feedback.close)
+    body = {"feedback": [{"card": "c-outage", "outcome": "overridden", "outcomeTimestamp": "2026-11-22T10:00:00Z"}]}
+    r = client.post("/cds-services/mbc-patient-view/feedback", json=body)
+    assert r.status_code == 503 and r.headers["retry-after"] == "5"
+    assert r.json()["error"] == "store-unavailable"
