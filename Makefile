@@ -1,6 +1,6 @@
 # Two commands on a fresh machine (README):
 #   make run    install and start the service on http://127.0.0.1:8080 (embedded defaults, no FHIR server needed)
-#   make test   install everything (Python packages, the FHIR test server's Node packages) and run all tests
+#   make test   install everything (Python packages, both FHIR test engines: Medplum's Node packages, sekmet-fhir) and run all tests
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -18,11 +18,17 @@ install: $(VENV)/.installed
 fhir-test-server/node_modules/.package-lock.json: fhir-test-server/package-lock.json
 	npm ci --no-audit --no-fund --prefix fhir-test-server
 
+# The second FHIR engine of the integration tests (sekmet-fhir), in its own venv: it pins its own FastAPI.
+.venv-sekmet/.installed: fhir-test-server/sekmet-constraints.txt
+	$(PYTHON) -m venv .venv-sekmet
+	.venv-sekmet/bin/python -m pip install --quiet -c fhir-test-server/sekmet-constraints.txt sekmet-fhir
+	touch $@
+
 # Demo only: no EHR JWT is checked (the service logs a warning); production runs `mbc-cds-hooks serve` with MBC_TRUSTED_ISSUERS.
 run: install
 	MBC_AUTH_REQUIRED=false $(VENV)/bin/mbc-cds-hooks serve
 
-test: install fhir-test-server/node_modules/.package-lock.json
+test: install fhir-test-server/node_modules/.package-lock.json .venv-sekmet/.installed
 	$(PY) -m pytest -q
 
 # Build the Dockerfile for real (podman/buildah over a local Debian base) and smoke-test the image; needs root.
@@ -33,4 +39,4 @@ bench: install
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) fhir-test-server/node_modules .pytest_cache
+	rm -rf $(VENV) .venv-sekmet fhir-test-server/node_modules .pytest_cache

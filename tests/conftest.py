@@ -1,7 +1,8 @@
 """Shared test fixtures: the app in-process, a real uvicorn service, and a real FHIR R4 server.
 
-Integration tests talk to a real FHIR server process over HTTP: the Medplum-engine test server
-started here, or any external server named by FHIR_TEST_BASE_URL (HAPI FHIR, a public sandbox).
+Integration tests talk to a real FHIR server process over HTTP: each engine of FHIR_TEST_ENGINES
+(default both: Medplum's engine behind fhir-test-server/server.cjs, and sekmet-fhir) started here,
+or any external server named by FHIR_TEST_BASE_URL (HAPI FHIR, a public sandbox) instead.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.settings import Settings
 from tests.support.fhir_server import FhirServerError, FhirTestServer, modules_installed, node_available
+from tests.support.sekmet_server import SekmetServer, sekmet_installed
 
 # ../shared/realdata beside the checkout (CI clones with shared/ beside it); MBC_REALDATA overrides.
 REALDATA = Path(os.environ.get("MBC_REALDATA") or Path(__file__).resolve().parents[2] / "shared" / "realdata")
@@ -70,22 +72,34 @@ class ExternalFhirServer:
         self.client.close()
 
 
-@pytest.fixture(scope="session")
-def fhir_server() -> Iterator[Any]:
-    external = os.environ.get("FHIR_TEST_BASE_URL")
-    if external:
-        server = ExternalFhirServer(external)
-        yield server
-        server.stop()
-        return
-    if not node_available():
-        pytest.skip("node not found: the FHIR test server needs Node.js")
-    if not modules_installed():
-        pytest.fail("fhir-test-server/node_modules missing: run `npm ci --prefix fhir-test-server` (the README test command does)")
+ENGINES = ["external"] if os.environ.get("FHIR_TEST_BASE_URL") else \
+    [e.strip() for e in os.environ.get("FHIR_TEST_ENGINES", "medplum,sekmet").split(",") if e.strip()]
+
+
+def start_engine(engine: str) -> Any:
+    """A started FHIR server of the named engine; fails (never skips) when its install is missing."""
+    if engine == "external":
+        return ExternalFhirServer(os.environ["FHIR_TEST_BASE_URL"])
     try:
-        server = FhirTestServer()
+        if engine == "medplum":
+            if not node_available():
+                pytest.skip("node not found: the FHIR test server needs Node.js")
+            if not modules_installed():
+                pytest.fail("fhir-test-server/node_modules missing: run `npm ci --prefix fhir-test-server` (the README test command does)")
+            return FhirTestServer()
+        if engine == "sekmet":
+            if not sekmet_installed():
+                pytest.fail(".venv-sekmet missing: `make test` installs sekmet-fhir there")
+            return SekmetServer()
     except FhirServerError as exc:
-        pytest.fail(f"FHIR test server did not start: {exc}")
+        pytest.fail(f"FHIR test server ({engine}) did not start: {exc}")
+    raise pytest.UsageError(f"FHIR_TEST_ENGINES: unknown engine {engine!r} (medplum, sekmet)")
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def fhir_server(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Every integration test runs once per engine."""
+    server = start_engine(request.param)
     yield server
     server.stop()
 

@@ -27,7 +27,7 @@ from service.dev_keys import load_private
 from service.hook_client import Signer, fetch_prefetch
 from service.loader import Loader, ordered, read_entries
 from service.settings import Settings
-from tests.conftest import REALDATA, TODAY, LiveService, make_settings
+from tests.conftest import ENGINES, REALDATA, TODAY, LiveService, make_settings, start_engine
 from tests.support.fhir_server import FhirTestServer, modules_installed, node_available
 
 pytestmark = pytest.mark.integration
@@ -67,19 +67,14 @@ class Server:
         return self.client.get(f"{self.base_url}/{rtype}", params={"_summary": "count"}).json()["total"]
 
 
-@pytest.fixture(scope="module")
-def fhir() -> Iterator[Server]:
-    external = os.environ.get("FHIR_TEST_BASE_URL")
-    if external:
-        server = Server(external, os.environ.get("FHIR_TEST_TOKEN") or None)
-        yield server
-        server.client.close()
-        return
-    _need_node()
-    with FhirTestServer() as own:
-        server = Server(own.base_url)
-        yield server
-        server.client.close()
+@pytest.fixture(scope="module", params=ENGINES)
+def fhir(request: pytest.FixtureRequest) -> Iterator[Server]:
+    """Each engine of FHIR_TEST_ENGINES, its own instance (the session one is reset by other tests)."""
+    own = start_engine(request.param)
+    server = Server(own.base_url, getattr(own, "token", None))
+    yield server
+    server.client.close()
+    own.stop()
 
 
 def invoke(*args: str) -> Any:
