@@ -113,7 +113,8 @@ class Authenticator:
             log.warning("authentication disabled: MBC_AUTH_REQUIRED=false accepts calls without a JWT; demo only",
                         extra={"event": "startup"})
         elif not self._issuers:
-            log.warning("authentication required but MBC_TRUSTED_ISSUERS is empty: every call will get 401",
+            log.warning("authentication required but MBC_TRUSTED_ISSUERS is empty: every call will get 401; "
+                        "set MBC_TRUSTED_ISSUERS (README, Authentication), or MBC_AUTH_REQUIRED=false for a demo",
                         extra={"event": "startup"})
         if self.required and not s.public_base_url:
             log.warning("MBC_PUBLIC_BASE_URL unset: the expected JWT aud comes from the request's Host header; "

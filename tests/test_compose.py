@@ -33,7 +33,7 @@ def env(service: dict[str, Any]) -> dict[str, str]:
 def test_the_five_services_and_their_ports(services):
     assert set(services) == {"cds-hooks", "feedback-db", "hapi", "hapi-db", "loader"}
     assert services["cds-hooks"]["build"] == "." and "8080:8080" in services["cds-hooks"]["ports"]
-    assert services["hapi"]["image"].startswith("hapiproject/hapi") and "8090:8080" in services["hapi"]["ports"]
+    assert services["hapi"]["image"].startswith("hapiproject/hapi:v") and "8090:8080" in services["hapi"]["ports"]  # pinned, never :latest
     assert env(services["hapi"])["hapi.fhir.fhir_version"] == "R4"
     assert "ports" not in services["feedback-db"] and "ports" not in services["hapi-db"]  # internal only
 
