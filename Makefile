@@ -29,6 +29,7 @@ run: install
 	MBC_AUTH_REQUIRED=false $(VENV)/bin/mbc-cds-hooks serve
 
 test: install fhir-test-server/node_modules/.package-lock.json .venv-sekmet/.installed
+	$(PY) -m mypy service mappings cds_hooks fixtures
 	$(PY) -m pytest -q
 
 # Build the Dockerfile for real (podman/buildah over a local Debian base) and smoke-test the image; needs root.

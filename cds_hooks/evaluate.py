@@ -58,8 +58,8 @@ def evaluate(
                 drafts.extend(rule(pic, k, today))
         else:
             orders, unknown_orders = order_rules.read_drafts(draft_entries or [], selections if hook == "order-select" else None)
-            for rule in order_rules.RULES:
-                drafts.extend(rule(pic, orders, k, today))
+            for order_rule in order_rules.RULES:
+                drafts.extend(order_rule(pic, orders, k, today))
     # A patient with no breast cancer gets no cards, unless the data that would tell (the
     # Conditions) could not be read.
     if pic.breast_cancer or any(g.key == "conditions" for g in gaps):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date
+from typing import cast
 
 from .codes import lookup_observation, procedure_kind
 from .conditions import ConditionFacts, read_condition
@@ -87,7 +88,8 @@ def build_picture(resources: Iterable[Resource], today: date | None = None) -> C
                     continue
                 concept, unknown, mismatch = _obs_concept(res)
                 if concept is None:
-                    unmapped.append((ref, *unknown))
+                    # _obs_concept always gives the unknown coding when it finds no concept
+                    unmapped.append((ref, *cast(tuple[str, str, str], unknown)))
                     continue
                 if mismatch:
                     pic.warnings.append(f"{ref}: code sent with an unexpected code system; read by code alone")
@@ -99,7 +101,8 @@ def build_picture(resources: Iterable[Resource], today: date | None = None) -> C
             elif rtype in MEDICATION_TYPES:
                 med_resources.append((ref, res))
             elif rtype in ("Procedure", "DiagnosticReport", "ImagingStudy"):
-                text = concept_text(res.get("code")) or (res.get("description") if isinstance(res.get("description"), str) else "")
+                description = res.get("description")
+                text = concept_text(res.get("code")) or (description if isinstance(description, str) else "")
                 for modality in res.get("modality") or []:
                     text += " " + concept_text(modality)
                 kind = procedure_kind(text) if text else None
@@ -158,9 +161,9 @@ def build_picture(resources: Iterable[Resource], today: date | None = None) -> C
     pic.her2 = current_status("HER2", samples.get("HER2", []))
     hr = current_status("HR", samples.get("HR", []))
     pic.discordance = discordance(samples)
-    for status in (pic.er, pic.pr, pic.her2):
-        if status.conflict:
-            pic.warnings.append(f"{status.marker}: {status.conflict}")
+    for receptor in (pic.er, pic.pr, pic.her2):
+        if receptor.conflict:
+            pic.warnings.append(f"{receptor.marker}: {receptor.conflict}")
     _receptors_from_conditions(pic, cond, hr)
 
     # Treatments.

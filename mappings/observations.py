@@ -112,7 +112,7 @@ def read_fact(obs: Resource, concept: str, ref: str, when: date | None, facts: O
             grade = str(int(value.number))
         facts.grade.append(Measurement(int(grade) if grade else None, when, ref))
     elif concept in GENE_CONCEPTS:
-        germline = concept.startswith(("brca", "palb2")) or None
+        germline: bool | None = concept.startswith(("brca", "palb2")) or None
         facts.biomarkers.append(BiomarkerResult(GENE_CONCEPTS[concept], _result(value.meaning), when, ref,
                                                 germline=germline, detail=value.text or None))
     elif concept in PDL1_CONCEPTS:

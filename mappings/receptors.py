@@ -331,7 +331,7 @@ def consolidate(results: list[ReceptorResult]) -> dict[str, list[SampleStatus]]:
         by_sample[(r.marker, r.sample_key)].append(r)
     out: dict[str, list[SampleStatus]] = defaultdict(list)
     for (marker, key), group in by_sample.items():
-        dates = [r.specimen_date or r.date for r in group if (r.specimen_date or r.date)]
+        dates = [d for d in (r.specimen_date or r.date for r in group) if d]
         specimens = {r.specimen for r in group} - {"unknown"}
         sample = SampleStatus(
             marker=marker, key=key, date=max(dates) if dates else None,

@@ -154,7 +154,7 @@ def summarise(uses: list[DrugUse], metastasis_date: date | None) -> tuple[list[T
     course_starts: list[tuple[date, str]] = []
     for ingredient, items in by_drug.items():
         starts = sorted(u.start for u in items if u.start)
-        ends = [u.end or u.start for u in items if (u.end or u.start)]
+        ends = [d for d in (u.end or u.start for u in items) if d]
         treatments.append(Treatment(
             ingredient=ingredient, drug_class=items[0].drug_class, start=starts[0] if starts else None,
             end=max(ends) if ends else None, active=any(u.active for u in items),
@@ -163,10 +163,11 @@ def summarise(uses: list[DrugUse], metastasis_date: date | None) -> tuple[list[T
         if items[0].drug_class in NOT_A_REGIMEN:
             continue
         last: date | None = None
-        for use in sorted((u for u in items if u.start), key=lambda u: u.start):
-            if last is None or (use.start - last).days > RESTART_GAP_DAYS:
-                course_starts.append((use.start, ingredient))
-            last = max(last or use.start, use.end or use.start)
+        started = [(u.start, u) for u in items if u.start]
+        for start, use in sorted(started, key=lambda su: su[0]):
+            if last is None or (start - last).days > RESTART_GAP_DAYS:
+                course_starts.append((start, ingredient))
+            last = max(last or start, use.end or start)
     treatments.sort(key=lambda t: (t.start or date.min, t.ingredient))
     regimens: list[tuple[date, list[str]]] = []
     for start, ingredient in sorted(course_starts):

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import Key
-from joserfc.jwt import JWTClaimsRegistry
+from joserfc.jwt import ClaimsOption, JWTClaimsRegistry
 
 from .jwks import KeyMap, KeySetCache, load_static, pick
 from .settings import Settings, TrustedIssuer
@@ -156,8 +156,7 @@ class Authenticator:
             raise AuthFailed("typ is not JWT", **ids)
         if not isinstance(kid, str) or not kid:
             raise AuthFailed("no kid", **ids)
-        issuer = self._issuers.get(iss) if isinstance(iss, str) else None
-        if issuer is None:
+        if not isinstance(iss, str) or (issuer := self._issuers.get(iss)) is None:
             raise AuthFailed("untrusted iss", **ids)
         if jku is not None and jku not in issuer.config.jku:
             raise AuthFailed("jku not allowed for this iss", **ids)
@@ -191,7 +190,7 @@ class Authenticator:
 
     def _check_claims(self, claims: dict[str, Any], iss: str, audience: str, ids: dict[str, Any]) -> None:
         s, now = self._settings, int(self._clock())
-        required = {"essential": True}
+        required: ClaimsOption = {"essential": True}
         registry = JWTClaimsRegistry(
             now=now, leeway=s.auth_leeway_seconds, iss={"essential": True, "value": iss},
             aud={"essential": True, "value": audience}, exp=required, iat=required, jti=required,

@@ -7,7 +7,7 @@ import sys
 import uuid
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -158,7 +158,7 @@ def sample_request(
     pid = fixtures.patient_id(resources) or "unknown"
     context: dict = {"userId": "Practitioner/example", "patientId": pid}
     if svc.hook != "patient-view":
-        draft = fixtures.rolled(fixtures.read_json(orders), _today(today)) if orders else {"resourceType": "Bundle", "type": "collection", "entry": []}
+        draft: dict[str, Any] = fixtures.rolled(fixtures.read_json(orders), _today(today)) if orders else {"resourceType": "Bundle", "type": "collection", "entry": []}
         context["draftOrders"] = draft
         if svc.hook == "order-select":
             context["selections"] = [f"MedicationRequest/{e['resource']['id']}" for e in draft.get("entry", [])] or ["MedicationRequest/none"]

@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from joserfc.jwk import ECKey, RSAKey, import_key
 
@@ -55,11 +56,12 @@ def generate(out: Path, alg: str = "ES384", kid: str | None = None, force: bool 
 def load_private(path: Path) -> tuple[SigningKey, str]:
     """The private key in a PEM file and the algorithm it signs with (EC P-384: ES384, RSA: RS384)."""
     data = path.read_bytes()
-    for kty, alg in (("EC", "ES384"), ("RSA", "RS384")):
+    candidates: tuple[tuple[Literal["EC", "RSA"], str], ...] = (("EC", "ES384"), ("RSA", "RS384"))
+    for kty, alg in candidates:
         try:
             key = import_key(data, kty)
         except Exception:  # joserfc/cryptography raise several types for "not this kind of key"
             continue
         if key.is_private and (kty == "RSA" or key.as_dict().get("crv") == "P-384"):
-            return key, alg  # type: ignore[return-value]
+            return key, alg
     raise ValueError(f"{path}: expected a private EC P-384 or RSA key in PEM")

@@ -204,7 +204,9 @@ class FhirFetcher:
             return budget is not None and state.upcoming_sleep + _MIN_ATTEMPT_SECONDS >= budget.remaining()
 
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.limits.retries + 1) | out_of_time,
+            # tenacity annotates stop_base.__or__ as taking a stop_base only; stop_any calls any
+            # callable(RetryCallState) -> bool, which is what AsyncRetrying's own stop= accepts.
+            stop=stop_after_attempt(self.limits.retries + 1) | out_of_time,  # type: ignore[operator]
             wait=self._wait,
             retry=retry_if_result(lambda answer: answer.retryable),
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else _Answer(problem="no attempt"),

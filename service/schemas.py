@@ -89,7 +89,8 @@ def _defs(model: type[BaseModel]) -> dict[str, Any]:
 def request_components() -> dict[str, Any]:
     """HookRequest and the hook context models, to merge into ``components.schemas``."""
     out: dict[str, Any] = {}
-    for model in (HookRequest, *CONTEXT_MODELS.values()):
+    models: list[type[BaseModel]] = [HookRequest, *CONTEXT_MODELS.values()]
+    for model in models:
         out.update(_defs(model))
     return out
 

@@ -241,11 +241,12 @@ def resistance_risk(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Dra
     first_et = next((r for r in pic.regimens if pic.metastasis_date and r[0] >= pic.metastasis_date and any(_class_of(d) in ENDOCRINE for d in r[1])), None)
     if first_et:
         start = first_et[0]
-        early = [p for p in pic.progression if p.date and start < p.date <= start + timedelta(days=ENDOCRINE_RESISTANCE_DAYS)]
+        early = [(p.date, p) for p in pic.progression if p.date and start < p.date <= start + timedelta(days=ENDOCRINE_RESISTANCE_DAYS)]
         if early:
+            progressed_on, progression = early[0]
             reasons.append(("endocrine-resistance", Fact(
-                f"Progression on {early[0].date.isoformat()}, within 6 months of starting first-line endocrine therapy ({' + '.join(first_et[1])}, {start.isoformat()})",
-                [early[0].reference])))
+                f"Progression on {progressed_on.isoformat()}, within 6 months of starting first-line endocrine therapy ({' + '.join(first_et[1])}, {start.isoformat()})",
+                [progression.reference])))
     if pic.grade and pic.grade.value == 3:
         reasons.append(("high-grade", Fact(f"Histologic grade 3 ({when(pic.grade.date)})", [pic.grade.reference])))
     if not reasons:
