@@ -6,9 +6,10 @@ is never serialised; ``to_json`` gives the contract's ``mbc-cds-hooks.clinical-p
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 PICTURE_VERSION = "1"
 
@@ -27,7 +28,7 @@ class ReceptorResult:
     specimen: str = "unknown"  # primary | metastasis | unknown
     specimen_basis: str = "none"  # specimen-site | observation-bodysite | related-condition | date | none
     specimen_site: str | None = None
-    specimen_date: date | None = None
+    specimen_date: datetime.date | None = None  # module-qualified: the field ``date`` above shadows the class
     sample_key: str = ""  # groups results of one sample (specimen, else date)
     status: str = "unknown"  # ER: positive|low-positive|negative|unknown; PR: positive|negative|unknown; HER2: positive|negative|equivocal|unknown
     percent: float | None = None
@@ -61,6 +62,8 @@ class ReceptorResult:
             out["copies"] = self.her2_copies
         if self.specimen_site:
             out["specimenSite"] = self.specimen_site
+        if self.specimen_date:  # collection date; "date" is the result's own (often days later)
+            out["specimenDate"] = _iso(self.specimen_date)
         if self.preliminary:
             out["preliminary"] = True
         if self.note:
@@ -248,7 +251,7 @@ class ClinicalPicture:
 
     def latest(self, items: list[Measurement]) -> Measurement | None:
         dated = [m for m in items if m.date is not None]
-        return max(dated, key=lambda m: m.date) if dated else (items[-1] if items else None)
+        return max(dated, key=lambda m: cast(date, m.date)) if dated else (items[-1] if items else None)
 
     def biomarker(self, *markers: str) -> list[BiomarkerResult]:
         return [b for b in self.biomarkers if b.marker in markers]

@@ -77,7 +77,7 @@ def overview(pic: dict[str, Any]) -> Table:
 
 
 def receptors(pic: dict[str, Any]) -> Table:
-    table = Table("marker", "status", "result", "date", "specimen", "evidence", title="Receptor status (most recent sample decides)")
+    table = Table("marker", "status", "result", "sampled", "specimen", "evidence", title="Receptor status (most recent sample decides)")
     for marker in ("er", "pr", "her2"):
         m = pic[marker]
         table.add_row(marker.upper(), _status(m["status"]), _result(m), m["date"] or "", m["specimen"], "\n".join(m["evidence"]))
@@ -85,9 +85,10 @@ def receptors(pic: dict[str, Any]) -> Table:
 
 
 def history(pic: dict[str, Any]) -> Table:
-    table = Table("date", "marker", "result", "status", "specimen", "evidence", title="Receptor history")
+    table = Table("sampled / reported", "marker", "result", "status", "specimen", "evidence", title="Receptor history")
     for r in pic["receptorHistory"]:
-        table.add_row(r["date"] or "", r["marker"], _result(r) or r["kind"], _status(r["status"]), _specimen(r), r["evidence"])
+        when = f"{r.get('specimenDate') or '?'} / {r['date'] or '?'}"
+        table.add_row(when, r["marker"], _result(r) or r["kind"], _status(r["status"]), _specimen(r), r["evidence"])
     for d in pic.get("discordance") or []:
         table.caption = (table.caption + "\n" if table.caption else "") + (
             f"[yellow]Discordance[/yellow] {d['marker']}: {d['from']} ({d.get('fromDate') or '?'}, {d.get('fromSpecimen', '?')}) "

@@ -123,3 +123,12 @@ def test_specimen_body_site_decides_primary_or_metastasis():
     spec = {"resourceType": "Specimen", "id": "s1", "collection": {"bodySite": {"coding": [{"system": SCT, "code": "10200004"}]}, "collectedDateTime": "2025-01-09"}}
     p = picture(spec, obs("er", "85337-4", specimen={"reference": "Specimen/s1"}, **cc("LA6576-8")))
     assert p.er.specimen == "metastasis" and p.receptor_history[0].specimen_site == "liver"
+
+
+def test_history_keeps_both_the_collection_date_and_the_result_date():
+    """The sample decides primary/metastasis and "most recent"; the report date is what the EHR shows."""
+    spec = {"resourceType": "Specimen", "id": "s1", "collection": {"collectedDateTime": "2025-01-09"}}
+    p = picture(spec, obs("er", "85337-4", "2025-01-14", specimen={"reference": "Specimen/s1"}, **cc("LA6576-8")))
+    entry = p.to_json()["receptorHistory"][0]
+    assert entry["specimenDate"] == "2025-01-09" and entry["date"] == "2025-01-14"
+    assert p.to_json()["er"]["date"] == "2025-01-09"
