@@ -31,6 +31,7 @@ def serve(
             os.environ[name] = str(value)
     from pydantic import ValidationError
 
+    from .logs import uvicorn_log_config
     from .settings import Settings
 
     try:
@@ -44,7 +45,7 @@ def serve(
     try:  # SIGTERM: stop accepting, let in-flight calls finish (up to the grace), run the lifespan's shutdown
         uvicorn.run(
             "service.app:app_factory", factory=True, host=settings.host, port=settings.port, workers=settings.workers,
-            log_level=settings.log_level, access_log=False, lifespan="on",
+            log_level=settings.log_level, log_config=uvicorn_log_config(settings.log_level), access_log=False, lifespan="on",
             timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         )
     finally:

@@ -11,6 +11,7 @@ import logging
 import sys
 from contextvars import ContextVar
 from datetime import datetime, timezone
+from typing import Any
 
 import orjson
 
@@ -53,3 +54,20 @@ def configure_logging(level: str = "info") -> None:
     root.propagate = False
     for name in _QUIET:
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def uvicorn_log_config(level: str = "info") -> dict[str, Any]:
+    """uvicorn's own lines (start-up, shutdown, errors) in the same JSON shape, so one parser reads all."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "service.logs.JsonFormatter"}},
+        "handlers": {"stderr": handler},
+        "loggers": {
+            "uvicorn": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
+            "uvicorn.error": {"level": level.upper()},
+            # Access lines carry request paths, and so could carry identifiers: off (see _QUIET).
+            "uvicorn.access": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+        },
+    }

@@ -153,3 +153,50 @@ def test_uvicorn_access_log_is_off(monkeypatch):
     result = CliRunner().invoke(app, ["serve"])
     assert result.exit_code == 0, result.output
     assert seen["access_log"] is False
+
+
+def test_a_real_serve_writes_only_json_lines_uvicorn_included(tmp_path):
+    """What an operator's log shipper sees from `mbc-cds-hooks serve`: one JSON object per line, from start to stop."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("MBC_")}
+    env.update(MBC_PORT=str(port), MBC_AUTH_REQUIRED="false", MBC_LOG_LEVEL="info",
+               MBC_FEEDBACK_DB=str(tmp_path / "feedback.sqlite3"))
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], cwd=Path(__file__).resolve().parents[1],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    patient_id = "mbc-hrpos-bone-1"
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            deadline = time.monotonic() + 30
+            while True:
+                assert proc.poll() is None and time.monotonic() < deadline, "service did not start"
+                try:
+                    if http.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            patient = fixtures.load(fixtures.PATIENTS / f"{patient_id}.json")
+            body = hook_request("patient-view", patient_id, prefetch=fixtures.prefetch_for(patient, ["patient", "conditions", "observations"]))
+            assert http.post("/cds-services/mbc-patient-view", json=body).status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = [line for line in out.decode().splitlines() if line.strip()]
+    records = [orjson.loads(line) for line in lines]  # raises on any plain-text line
+    assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
+    assert any(r["logger"].startswith("uvicorn") and "Uvicorn running" in r["message"] for r in records)
+    assert any(r.get("event") == "hook" and r.get("status") == 200 for r in records)
+    assert any(r["logger"].startswith("uvicorn") and "shutdown" in r["message"].lower() for r in records)
+    assert patient_id not in out.decode()
