@@ -21,6 +21,8 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
+import fixtures
+from cds_hooks.catalog import services
 from service.app import create_app
 from service.settings import Settings
 from tests.support.fhir_server import FhirServerError, FhirTestServer, modules_installed, node_available
@@ -163,3 +165,21 @@ def rule_codes(response_json: dict[str, Any]) -> list[str]:
 
 def today() -> date:
     return TODAY
+
+
+SERVICE_FOR_HOOK = {"patient-view": "mbc-patient-view", "order-select": "mbc-order-select", "order-sign": "mbc-order-sign"}
+
+
+def case_request(case: dict[str, Any], fhir_base: str | None = None) -> dict[str, Any]:
+    """The hook request of one fixtures/manifest.yaml case: full prefetch, or none when ``fhir_base`` is given."""
+    service = services()[SERVICE_FOR_HOOK[case["hook"]]]
+    context: dict[str, Any] = {}
+    if case["hook"] != "patient-view":
+        context["draftOrders"] = fixtures.rolled(fixtures.read_json(fixtures.HERE / case["draft_orders"]), today())
+        if case["hook"] == "order-select":
+            context["selections"] = case["selections"]
+    if fhir_base:
+        return hook_request(case["hook"], case["patient"], fhir_server=fhir_base, context=context)
+    resources = fixtures.load(fixtures.HERE / case["file"], today())
+    prefetch = fixtures.prefetch_for(resources, [q.key for q in service.queries])
+    return hook_request(case["hook"], case["patient"], prefetch=prefetch, context=context)

@@ -8,12 +8,10 @@ from typing import Any
 import pytest
 
 import fixtures
-from cds_hooks.catalog import services
-from tests.conftest import hook_request, rule_codes, today
+from tests.conftest import SERVICE_FOR_HOOK, case_request, rule_codes, today
 
 pytestmark = pytest.mark.integration
 CASES = fixtures.manifest()
-SERVICE_FOR_HOOK = {"patient-view": "mbc-patient-view", "order-select": "mbc-order-select", "order-sign": "mbc-order-sign"}
 
 
 @pytest.fixture(scope="session")
@@ -24,24 +22,10 @@ def loaded(fhir_server) -> Any:
     return fhir_server
 
 
-def _request(case: dict[str, Any], mode: str, base: str | None) -> dict[str, Any]:
-    service = services()[SERVICE_FOR_HOOK[case["hook"]]]
-    context: dict[str, Any] = {}
-    if case["hook"] != "patient-view":
-        context["draftOrders"] = fixtures.rolled(fixtures.read_json(fixtures.HERE / case["draft_orders"]), today())
-        if case["hook"] == "order-select":
-            context["selections"] = case["selections"]
-    if mode == "fetch":
-        return hook_request(case["hook"], case["patient"], fhir_server=base, context=context)
-    resources = fixtures.load(fixtures.HERE / case["file"], today())
-    prefetch = fixtures.prefetch_for(resources, [q.key for q in service.queries])
-    return hook_request(case["hook"], case["patient"], prefetch=prefetch, context=context)
-
-
 @pytest.mark.parametrize("mode", ["fetch", "prefetch"])
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
 def test_case(case, mode, loaded, live_service):
-    body = _request(case, mode, loaded.base_url)
+    body = case_request(case, loaded.base_url if mode == "fetch" else None)
     response = live_service.client.post(f"/cds-services/{SERVICE_FOR_HOOK[case['hook']]}", json=body)
     assert response.status_code == 200, response.text
     codes = rule_codes(response.json())

@@ -29,13 +29,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fixtures
-from cds_hooks.catalog import services
 from service.app import create_app
-from tests.conftest import hook_request, make_settings, today
+from tests.conftest import SERVICE_FOR_HOOK, case_request, make_settings
 
 EXAMPLES = int(os.environ.get("MBC_FUZZ_EXAMPLES", "2000"))
 SHARES = {"random": 0.3, "mutated": 0.45, "envelope": 0.25}
-SERVICE_FOR_HOOK = {"patient-view": "mbc-patient-view", "order-select": "mbc-order-select", "order-sign": "mbc-order-sign"}
 ROUTES = [f"/cds-services/{s}" for s in SERVICE_FOR_HOOK.values()] + [f"/cds-services/{s}/feedback" for s in SERVICE_FOR_HOOK.values()]
 FHIR_BASE = "https://ehr.example.org/fhir"
 KEYS = ["hook", "hookInstance", "context", "prefetch", "fhirServer", "fhirAuthorization", "access_token", "patientId",
@@ -46,18 +44,7 @@ STATUSES: Counter[tuple[str, int]] = Counter()  # (test kind, status): shows how
 
 def _base_requests() -> list[tuple[str, dict[str, Any]]]:
     """One valid request per manifest case, with full prefetch, as (route, body)."""
-    out = []
-    for case in fixtures.manifest():
-        service = services()[SERVICE_FOR_HOOK[case["hook"]]]
-        context: dict[str, Any] = {}
-        if case["hook"] != "patient-view":
-            context["draftOrders"] = fixtures.rolled(fixtures.read_json(fixtures.HERE / case["draft_orders"]), today())
-            if case["hook"] == "order-select":
-                context["selections"] = case["selections"]
-        resources = fixtures.load(fixtures.HERE / case["file"], today())
-        prefetch = fixtures.prefetch_for(resources, [q.key for q in service.queries])
-        out.append((f"/cds-services/{service.id}", hook_request(case["hook"], case["patient"], prefetch=prefetch, context=context)))
-    return out
+    return [(f"/cds-services/{SERVICE_FOR_HOOK[case['hook']]}", case_request(case)) for case in fixtures.manifest()]
 
 
 BASES = _base_requests()

@@ -161,14 +161,16 @@ class FhirTestServer:
             stderr=subprocess.STDOUT,
         )
         self._finalizer = weakref.finalize(self, _terminate, self._process)
-        # Wait for this process's own "listening" line first: if the port was taken meanwhile,
-        # /metadata could be answered by whatever else holds it.
-        ready_line = f"listening on {self.base_url}"
+        self._wait_ready(f"listening on {self.base_url}", timeout, "FHIR test server")
+
+    def _wait_ready(self, ready_line: str, timeout: float, name: str) -> None:
+        """Wait for this process's own start-up line, then for /metadata: if the port was taken
+        meanwhile, /metadata could be answered by whatever else holds it."""
+        assert self._process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                code = self._process.returncode
-                raise FhirServerError(f"FHIR test server exited with code {code}:\n{self.output()}")
+                raise FhirServerError(f"{name} exited with code {self._process.returncode}:\n{self.output()}")
             if ready_line in self.output():
                 try:
                     if self.client.get(f"{self.base_url}/metadata", timeout=1.0).status_code == 200:
@@ -176,9 +178,7 @@ class FhirTestServer:
                 except httpx.TransportError:
                     pass
             time.sleep(0.05)
-        raise FhirServerError(
-            f"FHIR test server did not answer within {timeout:.0f} s:\n{self.output()}"
-        )
+        raise FhirServerError(f"{name} did not answer within {timeout:.0f} s:\n{self.output()}")
 
     def output(self) -> str:
         """Everything the server printed so far (stdout and stderr)."""

@@ -12,10 +12,8 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-import time
 import weakref
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -78,18 +76,7 @@ class SekmetServer(FhirTestServer):
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
         )
         self._finalizer = weakref.finalize(self, _terminate, self._process)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise FhirServerError(f"sekmet exited with code {self._process.returncode}:\n{self.output()}")
-            if f"Uvicorn running on http://127.0.0.1:{self.port}" in self.output():
-                try:
-                    if self.client.get(f"{self.base_url}/metadata", timeout=1.0).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-            time.sleep(0.05)
-        raise FhirServerError(f"sekmet did not answer within {timeout:.0f} s:\n{self.output()}")
+        self._wait_ready(f"Uvicorn running on http://127.0.0.1:{self.port}", timeout, "sekmet")
 
     def reset(self) -> None:
         """Delete every resource (``sekmet reset``: the same SQLite file, the server keeps running)."""
@@ -102,10 +89,3 @@ class SekmetServer(FhirTestServer):
         super().stop(close_client=close_client)
         if close_client:
             self._dir.cleanup()
-
-    def __enter__(self) -> SekmetServer:
-        return self
-
-    @property
-    def pid(self) -> Any:
-        return self._process.pid if self._process else None
