@@ -6,7 +6,6 @@ hook call reuses its connection pool. Every error answer is JSON; none carries a
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import time
@@ -140,13 +139,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def readyz(request: Request) -> JSONResponse:
         """Ready for traffic: settings valid and knowledge loaded (both at start-up), the database answers."""
         checks = {"settings": "ok", "knowledge": knowledge().version}
-        store = getattr(request.app.state, "feedback", None)
-        ping = getattr(store, "ping", None)
         try:
-            if store is None:
-                raise RuntimeError("not started")
-            if ping is not None:
-                await asyncio.wait_for(ping(), READY_TIMEOUT_SECONDS)
+            await request.app.state.db.ping(READY_TIMEOUT_SECONDS)
             checks["database"] = "ok"
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
             checks["database"] = f"unreachable ({type(exc).__name__})"
@@ -199,14 +193,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gaps=data.gaps, draft_entries=draft.get("entry") if isinstance(draft, dict) else None,
             selections=context.get("selections"),
         )
+        rules = [c["source"]["topic"]["code"] for c in cards]
         log.info("hook answered", extra={
             "event": "hook", "service": service_id, "hook": service.hook, "status": 200, "cards": len(cards),
-            "outcome": "data-incomplete" if any(c["source"]["topic"]["code"] == "data-incomplete" for c in cards) else "complete", "fhir_retries": data.retries,
-            "rules": [c["source"]["topic"]["code"] for c in cards], "resources": len(data.resources),
+            "outcome": "data-incomplete" if "data-incomplete" in rules else "complete", "fhir_retries": data.retries,
+            "rules": rules, "resources": len(data.resources),
             "fetched": data.fetched, "gaps": [g.key for g in data.gaps],
             "fetch_ms": round(data.fetch_ms, 1), "latency_ms": round((time.perf_counter() - started) * 1000, 1),
         })
-        count_cards(service_id, cards)
+        count_cards(service_id, rules)
         return JSONResponse({"cards": cards})
 
     @app.post("/cds-services/{service_id}/feedback", dependencies=[Depends(require_auth)])

@@ -122,7 +122,7 @@ def _read_server(base: str, patient: str, token: Optional[str]):
     import httpx
 
     from cds_hooks.catalog import services
-    from .fhir_client import FhirFetcher
+    from .fhir_client import FetchLimits, FhirFetcher
     from .hook_request import parse_hook_request
     from .prefetch import gather
 
@@ -134,7 +134,7 @@ def _read_server(base: str, patient: str, token: Optional[str]):
 
     async def run():
         async with httpx.AsyncClient(timeout=30) as client:
-            return await gather(hook, services()["mbc-patient-view"].queries, FhirFetcher(client, 50), 30.0)
+            return await gather(hook, services()["mbc-patient-view"].queries, FhirFetcher(client, FetchLimits(max_pages=50)), 30.0)
 
     data = asyncio.run(run())
     return data.resources, data.gaps

@@ -114,10 +114,3 @@ class FeedbackStore:
             }
             for service, card, outcome, accepted, reason, ts in rows
         ]
-
-    async def ping(self, timeout: float = 2.0) -> None:
-        """Raise unless the database answers within ``timeout`` seconds (for /readyz)."""
-        await self._db.ping(timeout)
-
-    async def close(self) -> None:
-        await self._db.close()

@@ -121,10 +121,9 @@ def _status_problem(status: int) -> str:
 
 
 class FhirFetcher:
-    def __init__(self, client: httpx.AsyncClient, max_pages: int = 20, limits: FetchLimits | None = None):
+    def __init__(self, client: httpx.AsyncClient, limits: FetchLimits | None = None):
         self.client = client
-        self.limits = limits or FetchLimits(max_pages=max_pages)
-        self.max_pages = self.limits.max_pages
+        self.limits = limits or FetchLimits()
 
     async def _read_capped(self, response: httpx.Response) -> bytes | None:
         """The body, or None past the byte bound: a 60 MB page must not be buffered whole first."""

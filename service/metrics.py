@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -35,9 +34,9 @@ def observe_fhir(outcome: str, seconds: float) -> None:
     FHIR_SECONDS.labels(outcome).observe(seconds)
 
 
-def count_cards(service: str, cards: Iterable[Mapping[str, Any]]) -> None:
-    for card in cards:
-        CARDS.labels(service, card["source"]["topic"]["code"]).inc()
+def count_cards(service: str, rules: Iterable[str]) -> None:
+    for rule in rules:
+        CARDS.labels(service, rule).inc()
 
 
 def count_feedback(service: str, outcomes: Iterable[str]) -> None:

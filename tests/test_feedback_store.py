@@ -167,7 +167,7 @@ def test_rejected_feedback_stores_nothing(store_settings: Settings) -> None:
             assert client.post(URL, json=body).status_code == 400
         assert client.post(URL, content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 400
         assert client.portal.call(client.app.state.feedback.all) == []
-        assert client.portal.call(client.app.state.feedback.ping) is None
+        assert client.portal.call(client.app.state.db.ping) is None
 
 
 @pytest.fixture

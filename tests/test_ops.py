@@ -59,7 +59,7 @@ def test_healthz_and_readyz_answer_200(client):
 
 
 def test_readyz_is_503_json_when_the_database_is_unreachable(client):
-    client.portal.call(client.app.state.feedback.close)
+    client.portal.call(client.app.state.db.close)
     r = client.get("/readyz")
     assert r.status_code == 503 and r.headers["content-type"] == "application/json"
     assert r.json()["status"] == "not-ready" and r.json()["checks"]["database"].startswith("unreachable")
@@ -73,7 +73,7 @@ def test_lifespan_closes_the_http_client_and_the_store(settings):
         http = app.state.fetcher.client
     assert http.is_closed
     with pytest.raises(Exception):
-        asyncio.run(app.state.feedback.ping())  # closed
+        asyncio.run(app.state.db.ping())  # closed
 
 
 # --- metrics -------------------------------------------------------------------------------------
@@ -267,7 +267,7 @@ def test_invalid_settings_stop_start_up_with_a_clear_error_that_hides_secrets(tm
 
 
 def test_feedback_during_a_database_outage_is_503_with_retry_after_not_500(client):
-    client.portal.call(client.app.state.feedback.close)
+    client.portal.call(client.app.state.db.close)
     body = {"feedback": [{"card": "c-outage", "outcome": "overridden", "outcomeTimestamp": "2026-11-22T10:00:00Z"}]}
     r = client.post("/cds-services/mbc-patient-view/feedback", json=body)
     assert r.status_code == 503 and r.headers["retry-after"] == "5"
