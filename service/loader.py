@@ -91,14 +91,6 @@ def _stable_id(resource: Resource, full_url: Any, file: str, index: int) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"mbc-cds-hooks:{Path(file).name}#{index}"))
 
 
-def _rewrite(node: Any, targets: dict[str, str]) -> Any:
-    if isinstance(node, dict):
-        return {k: (targets.get(v, v) if k == "reference" and isinstance(v, str) else _rewrite(v, targets)) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_rewrite(v, targets) for v in node]
-    return node
-
-
 def _clean(resource: Resource, rid: str) -> Resource:
     """Server-assigned meta is dropped: a stale versionId in a PUT body can make servers refuse it."""
     out = {**resource, "id": rid}
@@ -144,7 +136,7 @@ def read_entries(path: str | Path, today: date | None) -> list[Entry]:
         targets.setdefault(f"urn:uuid:{rid}", ref)
         items.append((i, rid, res))
     latest = {f"{r['resourceType']}/{rid}": (i, rid, r) for i, rid, r in items}  # a repeated id: the last wins
-    return [Entry(name, i, _rewrite(_clean(r, rid), targets)) for i, rid, r in sorted(latest.values(), key=lambda t: t[0])]
+    return [Entry(name, i, fixtures.rewrite_references(_clean(r, rid), targets)) for i, rid, r in sorted(latest.values(), key=lambda t: t[0])]
 
 
 def _refs(node: Any, out: set[str]) -> set[str]:
