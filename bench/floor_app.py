@@ -28,7 +28,7 @@ CARD = {"cards": [{
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc.collect()
-    gc.freeze()  # the service does the same at start-up (service/app.py)
+    gc.freeze()  # the service does the same at start-up (service/edge/app.py)
     yield
 
 

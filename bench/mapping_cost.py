@@ -62,7 +62,7 @@ def calls_per_resource(resources: list[dict[str, Any]], today: date) -> float:
 
 
 def prefetched(request: dict[str, Any]) -> list[dict[str, Any]]:
-    """The resources the service reads out of the prefetch (service/prefetch.py does the same)."""
+    """The resources the service reads out of the prefetch (service/edge/prefetch.py does the same)."""
     out: list[dict[str, Any]] = []
     for value in request["prefetch"].values():
         out.extend(bundle_resources(value) if value.get("resourceType") == "Bundle" else [value])

@@ -153,7 +153,7 @@ def main() -> int:
         servers: list[Server] = []
         try:
             servers.append(start("floor", ["--app-dir", "bench", "floor_app:app"], env, tmpdir))
-            servers.append(start("service", ["--factory", "service.app:app_factory"], env, tmpdir))
+            servers.append(start("service", ["--factory", "service.edge.app:app_factory"], env, tmpdir))
             floor, service = servers
             verify(service, floor, bodies)
             results: dict[tuple[int, int], dict[str, list[dict[str, Any]]]] = {}

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
-# Set per HTTP request by service.request_id; every line logged while serving it carries the id.
+# Set per HTTP request by service.edge.request_id; every line logged while serving it carries the id.
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 # Loggers of libraries whose INFO lines carry URLs, and so patient ids, of FHIR queries.
 _QUIET = ("httpx", "httpcore", "uvicorn.access")

@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 
 import fixtures
 from cds_hooks.catalog import services
-from service.app import create_app
+from service.edge.app import create_app
 from service.settings import Settings
 from tests.support.fhir_server import FhirServerError, FhirTestServer, modules_installed, node_available
 from tests.support.sekmet_server import SekmetServer, sekmet_installed

@@ -29,8 +29,8 @@ from joserfc.jwk import ECKey, RSAKey
 from pydantic import ValidationError
 
 import fixtures
-from service.app import create_app
-from service.auth import MemoryReplayStore
+from service.edge.app import create_app
+from service.edge.auth import MemoryReplayStore
 from service.store import SqlReplayStore
 from service.settings import Settings
 from tests.conftest import hook_request, make_settings

@@ -11,7 +11,7 @@ import pytest
 import typer
 import yaml
 
-from service.cli import app as cli
+from service.kit.cli import app as cli
 from service.settings import Settings
 
 COMPOSE = Path(__file__).resolve().parents[1] / "docker-compose.yml"

@@ -20,8 +20,8 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.feedback import FeedbackStore
+from service.edge.app import create_app
+from service.edge.feedback import FeedbackStore
 from service.settings import Settings
 from service.store import Database, SqlReplayStore, open_database
 from tests.conftest import make_settings
@@ -72,7 +72,7 @@ class ServiceProcess:
             env["DATABASE_URL"] = settings.database_url.get_secret_value()
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "service.app:app_factory", "--host", "127.0.0.1",
+            [sys.executable, "-m", "uvicorn", "--factory", "service.edge.app:app_factory", "--host", "127.0.0.1",
              "--port", str(self.port), "--log-level", "warning", "--no-access-log"],
             env=env, stdout=self._log, stderr=subprocess.STDOUT,
         )

@@ -84,7 +84,7 @@ def test_fhir_faults_become_a_data_incomplete_card(client, patient, fault, reaso
 def test_paging_is_followed_up_to_the_bound(tmp_path, patient):
     from fastapi.testclient import TestClient
 
-    from service.app import create_app
+    from service.edge.app import create_app
     from tests.conftest import make_settings
 
     conditions = _by_type(patient, "Condition")
@@ -115,7 +115,7 @@ def test_slow_server_ends_within_the_deadline(tmp_path, patient):
 
     from fastapi.testclient import TestClient
 
-    from service.app import create_app
+    from service.edge.app import create_app
     from tests.conftest import make_settings
 
     async def slow(request):

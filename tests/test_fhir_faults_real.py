@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import fixtures
-from service.app import create_app
+from service.edge.app import create_app
 from tests.conftest import hook_request, make_settings
 from tests.support.bad_fhir import BadFhirServer
 

@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fixtures
-from service.app import create_app
+from service.edge.app import create_app
 from tests.conftest import SERVICE_FOR_HOOK, case_request, make_settings
 
 EXAMPLES = int(os.environ.get("MBC_FUZZ_EXAMPLES", "2000"))

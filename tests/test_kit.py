@@ -22,10 +22,10 @@ from joserfc.jwk import KeySet
 from typer.testing import CliRunner
 
 import fixtures
-from service.cli import app
-from service.dev_keys import load_private
-from service.hook_client import Signer, fetch_prefetch
-from service.loader import Loader, ordered, read_entries
+from service.kit.cli import app
+from service.kit.dev_keys import load_private
+from service.kit.hook_client import Signer, fetch_prefetch
+from service.kit.loader import Loader, ordered, read_entries
 from service.settings import Settings
 from tests.conftest import ENGINES, REALDATA, TODAY, LiveService, make_settings, start_engine
 from tests.support.fhir_server import FhirTestServer, modules_installed, node_available

@@ -21,7 +21,7 @@ import respx
 from fastapi.testclient import TestClient
 
 import fixtures
-from service.app import create_app
+from service.edge.app import create_app
 from service.logs import JsonFormatter, configure_logging
 from tests.conftest import hook_request, make_settings, today
 from tests.test_fuzz import BASES
@@ -146,7 +146,7 @@ def test_uvicorn_access_log_is_off(monkeypatch):
     import uvicorn
     from typer.testing import CliRunner
 
-    from service.cli import app
+    from service.kit.cli import app
 
     seen: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: seen.update(kw))
@@ -171,7 +171,7 @@ def test_a_real_serve_writes_only_json_lines_uvicorn_included(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("MBC_")}
     env.update(MBC_PORT=str(port), MBC_AUTH_REQUIRED="false", MBC_LOG_LEVEL="info",
                MBC_FEEDBACK_DB=str(tmp_path / "feedback.sqlite3"))
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], cwd=Path(__file__).resolve().parents[1],
+    proc = subprocess.Popen([sys.executable, "-m", "service.kit.cli", "serve"], cwd=Path(__file__).resolve().parents[1],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     patient_id = "mbc-hrpos-bone-1"
     try:

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import fixtures
 from cds_hooks.catalog import services
-from service.app import create_app
+from service.edge.app import create_app
 from service.fhir_client import FetchLimits, FhirFetcher
 from tests.conftest import hook_request, rule_codes
 
@@ -211,7 +211,7 @@ def test_serve_drains_and_exits_0_on_sigterm(tmp_path, workers):
     _SlowFhir.called.clear()
     fhir = ThreadingHTTPServer(("127.0.0.1", 0), _SlowFhir)
     threading.Thread(target=fhir.serve_forever, daemon=True).start()
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "service.kit.cli", "serve"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -258,7 +258,7 @@ def test_invalid_settings_stop_start_up_with_a_clear_error_that_hides_secrets(tm
     """An operator sees which setting is wrong; the log never shows the DATABASE_URL password."""
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("MBC_")}
     env.update(DATABASE_URL="mysql://cds:s3cret-pw@db:3306/cds", MBC_HOOK_DEADLINE_SECONDS="-1")
-    proc = subprocess.run([sys.executable, "-m", "service.cli", "serve"], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "service.kit.cli", "serve"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0

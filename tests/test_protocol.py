@@ -111,7 +111,7 @@ def test_operation_outcome_prefetch_counts_as_missing(client):
 def test_body_too_large_is_413(tmp_path):
     from fastapi.testclient import TestClient
 
-    from service.app import create_app
+    from service.edge.app import create_app
     from tests.conftest import make_settings
 
     with TestClient(create_app(make_settings(tmp_path, max_body_bytes=1000))) as c:

@@ -25,8 +25,8 @@ from joserfc.jwk import Key
 from joserfc.jwt import ClaimsOption, JWTClaimsRegistry
 
 from .jwks import KeyMap, KeySetCache, load_static, pick
-from .settings import Settings, TrustedIssuer
-from .store import StoreUnavailable
+from ..settings import Settings, TrustedIssuer
+from ..store import StoreUnavailable
 
 log = logging.getLogger("mbc_cds_hooks.auth")
 

@@ -31,8 +31,8 @@ def serve(
             os.environ[name] = str(value)
     from pydantic import ValidationError
 
-    from .logs import uvicorn_log_config
-    from .settings import Settings
+    from ..logs import uvicorn_log_config
+    from ..settings import Settings
 
     try:
         settings = Settings()
@@ -44,7 +44,7 @@ def serve(
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:  # SIGTERM: stop accepting, let in-flight calls finish (up to the grace), run the lifespan's shutdown
         uvicorn.run(
-            "service.app:app_factory", factory=True, host=settings.host, port=settings.port, workers=settings.workers,
+            "service.edge.app:app_factory", factory=True, host=settings.host, port=settings.port, workers=settings.workers,
             log_level=settings.log_level, log_config=uvicorn_log_config(settings.log_level), access_log=False, lifespan="on",
             timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         )
@@ -122,9 +122,9 @@ def _read_server(base: str, patient: str, token: Optional[str]):
     import httpx
 
     from cds_hooks.catalog import services
-    from .fhir_client import FetchLimits, FhirFetcher
-    from .hook_request import parse_hook_request
-    from .prefetch import gather
+    from ..fhir_client import FetchLimits, FhirFetcher
+    from ..edge.hook_request import parse_hook_request
+    from ..edge.prefetch import gather
 
     request = {"hook": "patient-view", "hookInstance": str(uuid.uuid4()), "fhirServer": base,
                "context": {"userId": "Practitioner/cli", "patientId": patient}}

@@ -12,7 +12,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .logs import request_id_var
+from ..logs import request_id_var
 
 _SAFE = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
 HEADER = b"x-request-id"

@@ -13,7 +13,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .hook_request import RequestError
-from .store import Database
+from ..store import Database
 
 
 class Coding(BaseModel):

@@ -15,7 +15,7 @@ from typing import Any
 from cds_hooks.evaluate import Gap as DataGap
 from mappings.queries import Query
 
-from .fhir_client import Budget, FetchResult, FhirFetcher, bundle_resources, run_all
+from ..fhir_client import Budget, FetchResult, FhirFetcher, bundle_resources, run_all
 from .hook_request import ParsedHook, RequestError
 
 _TOKEN = re.compile(r"\{\{\s*([A-Za-z.]+)\s*\}\}")

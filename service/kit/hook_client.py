@@ -22,7 +22,7 @@ from joserfc import jwt
 import fixtures
 
 from .dev_keys import SigningKey
-from .prefetch import resolve_template
+from ..edge.prefetch import resolve_template
 
 ORDER_HOOKS = ("order-select", "order-sign")
 JWT_LIFETIME_S = 300

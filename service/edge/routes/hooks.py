@@ -1,0 +1,73 @@
+"""CDS Hooks discovery and service calls: request in, prefetch or fetch, picture, cards out."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+
+from fastapi import APIRouter, Depends, Request
+
+from cds_hooks.catalog import Service, discovery
+from cds_hooks.evaluate import evaluate
+from mappings.build import build_picture
+
+from ...metrics import count_cards
+from ...settings import Settings
+from ..auth import require_auth
+from ..hook_request import RequestError, parse_hook_request
+from ..prefetch import gather
+from ..responses import JSONResponse, error
+from ..schemas import HOOK_OPENAPI, HOOK_RESPONSES
+from .body import read_body
+
+log = logging.getLogger("mbc_cds_hooks")
+
+
+def router(settings: Settings, catalog: dict[str, Service]) -> APIRouter:
+    api = APIRouter()
+
+    @api.get("/cds-services", dependencies=[Depends(require_auth)])
+    async def discover() -> JSONResponse:
+        return JSONResponse(discovery())
+
+    @api.post("/cds-services/{service_id}", dependencies=[Depends(require_auth)],
+              openapi_extra=HOOK_OPENAPI, responses=HOOK_RESPONSES)
+    async def call_service(service_id: str, request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        service = catalog.get(service_id)
+        if service is None:
+            log.info("hook rejected", extra={"event": "hook", "service": None, "status": 404, "error": "unknown-service", "outcome": "rejected"})
+            return error(404, "unknown-service", f"No CDS service with id '{service_id}'; see GET /cds-services.")
+        try:
+            body = await read_body(request, settings.max_body_bytes)
+            hook = parse_hook_request(body, service.hook, max_prefetch_resources=settings.max_prefetch_resources,
+                                      max_draft_orders=settings.max_draft_orders)
+            data = await gather(hook, service.queries, request.app.state.fetcher, settings.hook_deadline_seconds)
+        except RequestError as exc:
+            log.info("hook rejected", extra={
+                "event": "hook", "service": service_id, "hook": service.hook, "status": exc.status, "error": exc.error,
+                "outcome": "rejected", "cards": 0, "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+            })
+            return JSONResponse(exc.body(), status_code=exc.status)
+        today = datetime.now(timezone.utc).date()
+        picture = build_picture(data.resources, today=today)
+        context = hook.context.model_dump()
+        draft = context.get("draftOrders") or {}
+        cards = evaluate(
+            service.hook, picture, hook_instance=hook.request.hookInstance, today=today, max_cards=settings.max_cards,
+            gaps=data.gaps, draft_entries=draft.get("entry") if isinstance(draft, dict) else None,
+            selections=context.get("selections"),
+        )
+        rules = [c["source"]["topic"]["code"] for c in cards]
+        log.info("hook answered", extra={
+            "event": "hook", "service": service_id, "hook": service.hook, "status": 200, "cards": len(cards),
+            "outcome": "data-incomplete" if "data-incomplete" in rules else "complete", "fhir_retries": data.retries,
+            "rules": rules, "resources": len(data.resources),
+            "fetched": data.fetched, "gaps": [g.key for g in data.gaps],
+            "fetch_ms": round(data.fetch_ms, 1), "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+        })
+        count_cards(service_id, rules)
+        return JSONResponse({"cards": cards})
+
+    return api

@@ -1,0 +1,42 @@
+"""Operations: liveness, readiness and Prometheus metrics (no token: keep them inside the cluster)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from cds_hooks.knowledge import knowledge
+
+from ...metrics import render
+from ..responses import JSONResponse
+
+READY_TIMEOUT_SECONDS = 2.0  # /readyz: a database slower than this counts as unreachable
+
+
+def router() -> APIRouter:
+    api = APIRouter()
+
+    @api.get("/healthz")
+    async def healthz() -> JSONResponse:
+        """Alive: the process answers HTTP."""
+        return JSONResponse({"status": "ok"})
+
+    @api.get("/readyz", responses={503: {"description": "Not ready: a check failed (JSON names it)."}})
+    async def readyz(request: Request) -> JSONResponse:
+        """Ready for traffic: settings valid and knowledge loaded (both at start-up), the database answers."""
+        checks = {"settings": "ok", "knowledge": knowledge().version}
+        try:
+            await request.app.state.db.ping(READY_TIMEOUT_SECONDS)
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+            checks["database"] = f"unreachable ({type(exc).__name__})"
+            return JSONResponse({"status": "not-ready", "checks": checks}, status_code=503)
+        return JSONResponse({"status": "ready", "checks": checks})
+
+    @api.get("/metrics", response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus text format; labels carry no patient data."""
+        body, content_type = render()
+        return Response(body, media_type=content_type)
+
+    return api
