@@ -19,7 +19,7 @@ from mappings.codes import drug_class
 from ..cards import Draft, Fact, Suggestion
 from ..describe import marker_fact, when
 from ..knowledge import Knowledge
-from .patient_view import service_request
+from .common import service_request
 from .safety import ENDOCRINE_CLASSES, HER2_CLASSES, contradicts
 
 CYTOTOXIC = {"anthracycline", "taxane", "platinum", "antimetabolite", "other-chemotherapy"}

@@ -1,0 +1,47 @@
+"""Biomarker tests the picture lacks: germline BRCA1/2, PD-L1, PIK3CA/ESR1/AKT1/PTEN, HER2 IHC score. One function per rule code."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from mappings.picture import ClinicalPicture
+
+from ..cards import Draft, Fact
+from ..describe import marker_fact, receptor_facts
+from ..knowledge import Knowledge
+from .common import create, service_request
+
+
+def has_result(pic: ClinicalPicture, *markers: str) -> bool:
+    return bool(pic.biomarker(*markers))
+
+
+def biomarker_card(code: str, pic: ClinicalPicture, k: Knowledge, basis: list[Fact], summary_text: str) -> Draft:
+    rule = k.rule(code)
+    sr = service_request(rule["test"], pic.patient, pic.metastatic_evidence[:3])
+    return Draft(code, summary_text, basis + [Fact(f"No result found for: {rule['test']}")], [rule["why"]],
+                 [create(f"Order {rule['test'][0].lower()}{rule['test'][1:]}", sr)])
+
+
+def biomarker_gbrca(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Draft]:
+    if not pic.metastatic or pic.her2.status != "negative" or has_result(pic, "gBRCA"):
+        return []
+    return [biomarker_card("biomarker-gbrca", pic, k, [marker_fact(pic.her2)], "HER2-negative metastatic disease without germline BRCA1/2 result: test for PARP inhibitor eligibility")]
+
+
+def biomarker_pdl1(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Draft]:
+    if not pic.metastatic or pic.subtype != "TNBC" or has_result(pic, "PD-L1"):
+        return []
+    return [biomarker_card("biomarker-pdl1", pic, k, receptor_facts(pic), "Triple-negative metastatic disease without PD-L1 result: test before first-line therapy")]
+
+
+def biomarker_pik3ca_esr1(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Draft]:
+    if not pic.metastatic or pic.subtype != "HR+/HER2-" or has_result(pic, "PIK3CA", "ESR1", "AKT1", "PTEN"):
+        return []
+    return [biomarker_card("biomarker-pik3ca-esr1", pic, k, receptor_facts(pic), "HR+/HER2- metastatic disease without PIK3CA/ESR1/AKT1/PTEN results: test for targeted options")]
+
+
+def biomarker_her2_low(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Draft]:
+    if not pic.metastatic or pic.her2.status != "negative" or any(r.marker == "HER2" and r.her2_ihc for r in pic.receptor_history):
+        return []
+    return [biomarker_card("biomarker-her2-low", pic, k, [marker_fact(pic.her2)], "HER2-negative without an IHC score: HER2 0 vs HER2-low decides trastuzumab deruxtecan")]

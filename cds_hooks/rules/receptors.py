@@ -1,0 +1,66 @@
+"""Receptor rules: no result at all, biopsy of a metastasis to reassess, discordance between samples."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from mappings.codes import tables
+from mappings.picture import ClinicalPicture
+
+from ..cards import Draft, Fact
+from ..describe import marker_fact, sites_fact, when
+from ..knowledge import Knowledge
+from .common import create, service_request
+
+
+def receptor_status_missing(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Draft]:
+    if pic.receptor_history or pic.hr_override or any(s.source != "none" for s in (pic.er, pic.pr, pic.her2)):
+        return []
+    facts = [Fact("Breast cancer recorded", pic.breast_cancer_evidence[:3]), Fact("No ER, PR or HER2 result found in the data read")]
+    if pic.metastatic:
+        facts.append(sites_fact(pic))
+    return [Draft("receptor-status-missing", "No ER, PR or HER2 result: receptor status is needed before choosing therapy", facts,
+                  guidance=k.rule("receptor-status-missing")["guidance"])]
+
+
+def biopsy_reassessment(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Draft]:
+    if not pic.metastatic:
+        return []
+    for r in pic.receptor_history:
+        sampled = r.specimen_date or r.date
+        if r.specimen == "metastasis" or (pic.metastasis_date and sampled and sampled >= pic.metastasis_date):
+            return []
+    rule = k.rule("biopsy-reassessment")
+    facts = [sites_fact(pic)]
+    latest = [marker_fact(s) for s in (pic.er, pic.pr, pic.her2) if s.status != "unknown"]
+    if latest:
+        facts += latest
+        facts.append(Fact(f"No ER/PR/HER2 result from a sample taken on or after the first evidence of metastasis ({when(pic.metastasis_date)}) or from a metastatic site"))
+    else:
+        facts.append(Fact("No ER/PR/HER2 result at all"))
+    guidance = list(rule["guidance"])
+    ranks = tables().sites
+    candidates = sorted(pic.sites, key=lambda s: int(ranks.get(s, {}).get("biopsy_rank", 9)))
+    if pic.sites and all(s in ("bone", "bone-marrow") for s in pic.sites):
+        guidance.append(rule["bone_only"])
+        summary_text = "Bone-only metastatic disease without a metastasis biopsy: consider biopsy to reassess ER, PR and HER2"
+    else:
+        preferred = [s for s in candidates if s not in ("bone", "bone-marrow")]
+        if preferred:
+            guidance.append(f"Preferred lesion to sample here: {preferred[0]} (then {', '.join(preferred[1:]) or 'none'}); bone last.")
+        summary_text = "No receptor testing since metastasis: consider biopsy of a metastasis to reassess ER, PR and HER2"
+    sr = service_request(rule["service_request_text"], pic.patient, [m.reference for m in pic.metastases if not m.regional],
+                         note=f"Preferred site: {next((s for s in candidates if s not in ('bone', 'bone-marrow')), candidates[0] if candidates else 'any accessible lesion')}")
+    return [Draft("biopsy-reassessment", summary_text, facts, guidance, [create("Order biopsy of a metastasis with ER/PR/HER2 testing", sr)])]
+
+
+def receptor_discordance(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Draft]:
+    if not pic.discordance:
+        return []
+    facts = []
+    changed = []
+    for d in pic.discordance:
+        changed.append(f"{d['marker']} {d['from']}→{d['to']}")
+        facts.append(Fact(f"{d['marker']}: {d['from']} on {d['fromDate'] or 'undated'} ({d['fromSpecimen']} sample) → {d['to']} on {d['toDate'] or 'undated'} ({d['toSpecimen']} sample)", d["evidence"]))
+    return [Draft("receptor-discordance", f"Receptor discordance between samples: {', '.join(changed)}", facts,
+                  k.rule("receptor-discordance")["guidance"])]
