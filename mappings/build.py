@@ -24,7 +24,8 @@ from .receptors import (
     discordance,
     read_receptor_observation,
 )
-from .treatments import DrugUse, read_medication, summarise
+from .picture import MedicationUse
+from .treatments import read_medication, summarise
 
 SKIP_OBSERVATION = {"entered-in-error", "cancelled", "registered"}
 MEDICATION_TYPES = {"MedicationRequest", "MedicationStatement", "MedicationAdministration"}
@@ -167,7 +168,7 @@ def build_picture(resources: Iterable[Resource], today: date | None = None) -> C
     _receptors_from_conditions(pic, cond, hr)
 
     # Treatments.
-    uses: list[DrugUse] = []
+    uses: list[MedicationUse] = []
     identified: dict = {}  # one lookup per distinct medication coding: cycles repeat the same code
     for ref, res in med_resources:
         try:
@@ -178,6 +179,7 @@ def build_picture(resources: Iterable[Resource], today: date | None = None) -> C
         if use is not None:
             uses.append(use)
     pic.treatments, pic.regimens_after_metastasis, pic.regimens = summarise(uses, pic.metastasis_date)
+    pic.medication_uses = sorted(uses, key=lambda u: (u.start or date.min, u.ingredient, u.reference))
 
     pic.lvef = sorted(obs_facts.lvef, key=lambda m: m.date or date.min)
     pic.weight = sorted(obs_facts.weight, key=lambda m: m.date or date.min)

@@ -64,6 +64,7 @@ class Tables:
     body_site: dict[tuple[str, str], str] = field(default_factory=dict)
     site_keywords: list[tuple[str, str]] = field(default_factory=list)
     rxnorm: dict[str, str] = field(default_factory=dict)
+    strength_mg: dict[str, float] = field(default_factory=dict)  # product RxCUI -> mg per dose unit (syringe, vial)
     drug_class: dict[str, str] = field(default_factory=dict)
     drug_names: list[tuple[str, str]] = field(default_factory=list)
     sites: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -115,6 +116,8 @@ def tables() -> Tables:
     t.site_keywords = [(r["keyword"].lower(), r["site"]) for r in kws]
     for row in _rows("rxnorm_codes.csv"):
         t.rxnorm[row["rxcui"]] = row["ingredient"].lower()
+        if row.get("strength_mg"):
+            t.strength_mg[row["rxcui"]] = float(row["strength_mg"])
     names: list[tuple[str, str]] = []
     for row in _rows("drug_classes.csv"):
         ingredient = row["ingredient"].lower()
@@ -184,6 +187,11 @@ def site_from_text(text: str) -> str | None:
 
 def ingredient_for_rxcui(rxcui: str) -> str | None:
     return tables().rxnorm.get(rxcui)
+
+
+def strength_for_rxcui(rxcui: str) -> float | None:
+    """mg in one dose unit of a product code, where the table states it (e.g. Prolia's 60 mg syringe)."""
+    return tables().strength_mg.get(rxcui)
 
 
 def ingredient_from_text(text: str) -> str | None:

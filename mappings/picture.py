@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import date
 from typing import Any, cast
 
@@ -118,6 +119,48 @@ class Metastasis:
 
 
 @dataclass
+class MedicationUse:
+    """One medication record (request, statement or administration) of an anticancer or supportive drug.
+
+    The raw events behind ``Treatment``: rules that need a dose or the date of one administration
+    (a depot's interval, the last trastuzumab dose, lines of therapy) read these. Dose and intent
+    are read from the record only when a rule asks (most records are never asked: cycles of
+    chemotherapy are hundreds of records), so the mapping's per-resource cost stays flat.
+    """
+
+    ingredient: str
+    drug_class: str
+    start: date | None
+    end: date | None
+    active: bool
+    reference: str
+    basis: str  # how the drug was identified: code | name
+    resource_type: str = "MedicationRequest"  # MedicationRequest | MedicationStatement | MedicationAdministration
+    resource: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    concept: dict[str, Any] | None = field(default=None, repr=False, compare=False)  # the medication's CodeableConcept
+
+    @cached_property
+    def dose(self) -> tuple[float | None, str | None, str | None]:
+        """(amount, unit, basis) of one dose: basis dosage | strength | text; unit as sent (mg, mg/kg, ...)."""
+        from .treatments import read_dose
+
+        return read_dose(self.resource, self.concept)
+
+    @cached_property
+    def intent(self) -> str | None:
+        """curative | palliative (mCODE procedure intent); None when not recorded."""
+        from .treatments import read_intent
+
+        return read_intent(self.resource)
+
+    def dose_mg(self) -> float | None:
+        """The dose in mg when it was recorded in mg (or g/ug); None for mg/kg, mg/m2 or no dose."""
+        amount, unit, _ = self.dose
+        factor = {"mg": 1.0, "milligram": 1.0, "milligrams": 1.0, "g": 1000.0, "ug": 0.001, "mcg": 0.001}.get((unit or "").strip().lower())
+        return amount * factor if amount is not None and factor is not None else None
+
+
+@dataclass
 class Treatment:
     """One anticancer or supportive drug, summed over all its orders and statements."""
 
@@ -191,6 +234,7 @@ class ClinicalPicture:
     receptor_history: list[ReceptorResult] = field(default_factory=list)
     discordance: list[dict[str, Any]] = field(default_factory=list)
     treatments: list[Treatment] = field(default_factory=list)
+    medication_uses: list[MedicationUse] = field(default_factory=list)  # every record behind ``treatments``, by start date
     regimens_after_metastasis: list[list[str]] = field(default_factory=list)
     regimens: list[tuple[date, list[str]]] = field(default_factory=list)  # every regimen, with its start
     lvef: list[Measurement] = field(default_factory=list)

@@ -8,13 +8,14 @@ gap of more than RESTART_GAP_DAYS starts a new course.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from .codes import RXNORM, drug_class, ingredient_for_rxcui, ingredient_from_text, norm_system
-from .fhir import Resource, as_list, codings, concept_text, first_date, ref_target, status_code
-from .picture import Treatment
+from .codes import RXNORM, drug_class, ingredient_for_rxcui, ingredient_from_text, lookup_answer, norm_system, strength_for_rxcui
+from .fhir import Resource, as_list, codings, concept_text, extensions, first_date, ref_target, status_code
+from .picture import MedicationUse, Treatment
 
 REGIMEN_WINDOW_DAYS = 30
 RESTART_GAP_DAYS = 90
@@ -36,15 +37,9 @@ _ACTIVE_STATUS = {
 }
 
 
-@dataclass
-class DrugUse:
-    ingredient: str
-    drug_class: str
-    start: date | None
-    end: date | None
-    active: bool
-    reference: str
-    basis: str  # code | name
+# "10.8 mg", "3.6mg", "120 MG" in a medication's name or a dosage text; per-volume strengths ("60 MG/ML") are
+# taken only from the product table, where the pack size is known.
+_AMOUNT = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*(mg|mcg|g)\b(?!\s*/)", re.IGNORECASE)
 
 
 def medication_concept(resource: Resource, medications: dict[str, Resource]) -> dict | None:
@@ -117,15 +112,71 @@ def _identify_cached(concept: dict | None, cache: dict | None) -> tuple[str | No
     return cache[key]
 
 
+def _quantity(value: object) -> tuple[float | None, str | None]:
+    if not isinstance(value, dict):
+        return None, None
+    number = value.get("value")
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        return None, None
+    unit = next((u for u in (value.get("code"), value.get("unit")) if isinstance(u, str) and u.strip()), None)
+    return float(number), unit
+
+
+def read_dose(resource: Resource, concept: dict | None) -> tuple[float | None, str | None, str | None]:
+    """(amount, unit, basis) of one dose: the dosage as recorded, else the product's strength, else text.
+
+    MedicationRequest.dosageInstruction and MedicationStatement.dosage carry doseAndRate.doseQuantity;
+    MedicationAdministration.dosage carries dose. The product table's strength (rxnorm_codes.csv) and a
+    stated amount in the drug's name ("goserelin 10.8 mg implant") come after.
+    """
+    rtype = resource.get("resourceType")
+    dosages = as_list(resource.get("dosage")) if rtype in ("MedicationStatement", "MedicationAdministration") else []
+    dosages += as_list(resource.get("dosageInstruction"))
+    texts = []
+    for dosage in dosages:
+        if not isinstance(dosage, dict):
+            continue
+        amount, unit = _quantity(dosage.get("dose"))
+        if amount is not None:
+            return amount, unit, "dosage"
+        for rate in as_list(dosage.get("doseAndRate")):
+            amount, unit = _quantity(rate.get("doseQuantity") if isinstance(rate, dict) else None)
+            if amount is not None:
+                return amount, unit, "dosage"
+        if isinstance(dosage.get("text"), str):
+            texts.append(dosage["text"])
+    for system, code, _ in codings(concept):
+        if norm_system(system) == RXNORM or not system:
+            strength = strength_for_rxcui(code)
+            if strength is not None:
+                return strength, "mg", "strength"
+    for text in [concept_text(concept), *texts]:
+        match = _AMOUNT.search(text or "")
+        if match:
+            return float(match.group(1)), match.group(2).lower(), "text"
+    return None, None, None
+
+
+def read_intent(resource: Resource) -> str | None:
+    """curative or palliative from the mCODE procedure-intent extension (STU1-STU4 URLs end alike)."""
+    for ext in extensions(resource, "mcode-procedure-intent"):
+        for system, code, _ in codings(ext.get("valueCodeableConcept")):
+            meaning = lookup_answer(system, code)
+            if meaning in ("curative", "palliative"):
+                return meaning
+    return None
+
+
 def read_medication(resource: Resource, ref: str, medications: dict[str, Resource], today: date,
-                    unmapped: list[tuple[str, str, str, str]], cache: dict | None = None) -> DrugUse | None:
+                    unmapped: list[tuple[str, str, str, str]], cache: dict | None = None) -> MedicationUse | None:
     rtype = resource.get("resourceType", "")
     status = status_code(resource.get("status"))
     if status in _SKIP_STATUS.get(rtype, set()):
         return None
     if rtype == "MedicationRequest" and status_code(resource.get("intent")) in _SKIP_INTENT:
         return None
-    ingredient, basis, unknown = _identify_cached(medication_concept(resource, medications), cache)
+    concept = medication_concept(resource, medications)
+    ingredient, basis, unknown = _identify_cached(concept, cache)
     if ingredient is None:
         if unknown is not None:
             unmapped.append((ref, *unknown))
@@ -142,12 +193,12 @@ def read_medication(resource: Resource, ref: str, medications: dict[str, Resourc
         active = True
     if active and end is None:
         end = today  # an open, active order runs until now: later doses continue the same course
-    return DrugUse(ingredient, klass, start, end, active, ref, basis)
+    return MedicationUse(ingredient, klass, start, end, active, ref, basis, rtype, resource, concept)
 
 
-def summarise(uses: list[DrugUse], metastasis_date: date | None) -> tuple[list[Treatment], list[list[str]], list[tuple[date, list[str]]]]:
+def summarise(uses: list[MedicationUse], metastasis_date: date | None) -> tuple[list[Treatment], list[list[str]], list[tuple[date, list[str]]]]:
     """Per-drug summaries, the regimens begun since metastasis, and every regimen with its start."""
-    by_drug: dict[str, list[DrugUse]] = defaultdict(list)
+    by_drug: dict[str, list[MedicationUse]] = defaultdict(list)
     for use in uses:
         by_drug[use.ingredient].append(use)
     treatments: list[Treatment] = []
