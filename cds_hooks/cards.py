@@ -1,9 +1,9 @@
-"""CDS Hooks 2.0 cards: building them from the knowledge file, and keeping them tidy.
+"""CDS Hooks 2.0 cards: from a rule's draft (facts, guidance, suggestions) to the card dict.
 
 Cards are plain dicts shaped by the spec (no None values, no empty arrays: CDS Hooks forbids
-nulls and empty values). Hygiene lives here: summary < 140 characters, ``selectionBehavior``
-whenever there are suggestions, stable uuids, no duplicates, critical > warning > info order,
-and a maximum count.
+nulls and empty values). One citation per card (``source``), the FHIR references behind the facts
+in ``extension["mbc-cds-hooks.evidence"]`` rather than inline, stable uuids. What a clinician sees
+at once (how many cards, how long, in which order) is decided in ``economy.py``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from .knowledge import Knowledge
 
 RULE_SYSTEM = "https://mbc-cds-hooks.example.org/rule-codes"
 PICTURE_EXTENSION = "mbc-cds-hooks.clinical-picture"
+EVIDENCE_EXTENSION = "mbc-cds-hooks.evidence"
+RULES_EXTENSION = "mbc-cds-hooks.rules"
 OVERRIDE_SYSTEM = "https://mbc-cds-hooks.example.org/override-reasons"
 INDICATOR_ORDER = {"critical": 0, "warning": 1, "info": 2}
+SUMMARY_LIMIT = 140  # CDS Hooks 2.0: summary "SHALL be less than 140 characters"
 _NAMESPACE = uuid.UUID("5b0f4c1e-7a52-4f7e-9a0e-6f1d2c3b4a59")
 
 
@@ -27,11 +30,6 @@ class Fact:
 
     text: str
     evidence: list[str] = field(default_factory=list)
-
-    def markdown(self) -> str:
-        refs = ", ".join(f"`{r}`" for r in self.evidence[:6])
-        more = f" and {len(self.evidence) - 6} more" if len(self.evidence) > 6 else ""
-        return f"- {self.text}" + (f" ({refs}{more})" if refs else "")
 
 
 @dataclass
@@ -43,7 +41,12 @@ class Suggestion:
 
 @dataclass
 class Draft:
-    """A card before hygiene: rule code, facts, guidance, suggestions."""
+    """A card before rendering: rule code, facts, guidance, suggestions.
+
+    ``source`` picks another source of the knowledge file than the rule's own (one rule, two
+    grounds: the endocrine and the HER2 branch of a mismatch); ``rules`` lists the rule codes a
+    merged card carries; ``links`` are extra links (the viewer's SMART launch), never the citation.
+    """
 
     rule: str
     summary: str
@@ -53,35 +56,60 @@ class Draft:
     indicator: str | None = None  # default from the knowledge file
     extension: dict[str, Any] | None = None
     key: str = ""  # distinguishes two cards of one rule (e.g. two draft orders)
+    source: str | None = None
+    rules: list[str] = field(default_factory=list)
+    links: list[dict[str, Any]] = field(default_factory=list)
+    title: str | None = None  # topic display of a merged card; default the rule's title
+
+    def evidence(self) -> list[str]:
+        """Every reference behind the card's facts, once, in the order the facts name them."""
+        return list(dict.fromkeys(r for f in self.facts for r in f.evidence))
 
 
-def _clip(text: str, limit: int = 139) -> str:
+def clip(text: str, limit: int = SUMMARY_LIMIT - 1) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def render(draft: Draft, knowledge: Knowledge, hook_instance: str) -> dict[str, Any]:
-    rule = knowledge.rule(draft.rule)
-    source = knowledge.source(rule["source"])
-    indicator = draft.indicator or rule["indicator"]
-    card_uuid = str(uuid.uuid5(_NAMESPACE, f"{hook_instance}|{draft.rule}|{draft.key}"))
-    parts = ["**Patient facts**", *(f.markdown() for f in draft.facts)]
+def detail_lines(draft: Draft) -> list[str]:
+    """The detail as lines: facts as a list, then each piece of guidance as its own paragraph."""
+    lines = [f"- {f.text}" for f in draft.facts]
     if draft.guidance:
-        parts += ["", "**Guidance**", *(f"- {g}" for g in draft.guidance)]
-    cites = [source, *(knowledge.source(s) for s in rule.get("also_cite", []))]
-    parts += ["", "**Source**: " + "; ".join(f"{s['citation']}" for s in cites)]
+        if lines:
+            lines.append("")
+        for i, g in enumerate(draft.guidance):
+            if i:
+                lines.append("")
+            lines.append(g)
+    return lines
+
+
+def indicator_of(draft: Draft, knowledge: Knowledge) -> str:
+    return draft.indicator or knowledge.rule(draft.rule)["indicator"]
+
+
+def render(draft: Draft, knowledge: Knowledge, hook_instance: str, lines: list[str] | None = None) -> dict[str, Any]:
+    """The card dict; ``lines`` replaces the detail when economy has shortened it."""
+    rule = knowledge.rule(draft.rule)
+    source = knowledge.source(draft.source or rule["source"])
+    indicator = indicator_of(draft, knowledge)
+    card_uuid = str(uuid.uuid5(_NAMESPACE, f"{hook_instance}|{draft.rule}|{draft.key}"))
+    body = "\n".join(detail_lines(draft) if lines is None else lines).strip("\n")
     card: dict[str, Any] = {
         "uuid": card_uuid,
-        "summary": _clip(draft.summary),
+        "summary": clip(draft.summary),
         "indicator": indicator,
-        "detail": "\n".join(parts),
+        "detail": body,
         "source": {
             "label": source["label"],
             "url": source["url"],
-            "topic": {"system": RULE_SYSTEM, "code": draft.rule, "display": rule["title"]},
+            "topic": {"system": RULE_SYSTEM, "code": draft.rule, "display": draft.title or rule["title"]},
         },
-        "links": [{"label": _clip(s["label"], 100), "url": s["url"], "type": "absolute"} for s in cites],
     }
+    if not body:
+        del card["detail"]
+    if draft.links:
+        card["links"] = [link for link in draft.links if link.get("url") != source["url"]]
     if draft.suggestions:
         card["selectionBehavior"] = "at-most-one" if len(draft.suggestions) == 1 else "any"
         card["suggestions"] = [
@@ -97,28 +125,26 @@ def render(draft: Draft, knowledge: Knowledge, hook_instance: str) -> dict[str, 
         card["overrideReasons"] = [
             {"system": OVERRIDE_SYSTEM, "code": r["code"], "display": r["display"]} for r in knowledge.override_reasons
         ]
+    extension: dict[str, Any] = {}
+    evidence = draft.evidence()
+    if evidence:
+        extension[EVIDENCE_EXTENSION] = evidence
+    if draft.rules:
+        extension[RULES_EXTENSION] = draft.rules
     if draft.extension:
-        card["extension"] = draft.extension
+        extension.update(draft.extension)
+    if extension:
+        card["extension"] = extension
     return card
 
 
-def finalise(drafts: list[Draft], knowledge: Knowledge, hook_instance: str, max_cards: int) -> list[dict[str, Any]]:
-    """Render, drop duplicates, order by indicator, keep at most ``max_cards``.
+def rules_of(card: dict[str, Any]) -> list[str]:
+    """The rule codes a card carries: its topic, and those of a merged card or the summary's overflow list."""
+    code = card["source"]["topic"]["code"]
+    listed = (card.get("extension") or {}).get(RULES_EXTENSION) or []
+    return list(dict.fromkeys([code, *listed]))
 
-    When cards must be dropped, the least urgent go first; mbc-summary and data-incomplete are
-    kept because they say what every other card rests on or could not check.
-    """
-    seen: set[tuple[str, str]] = set()
-    cards: list[dict[str, Any]] = []
-    for draft in drafts:
-        if (draft.rule, draft.key) in seen:
-            continue
-        seen.add((draft.rule, draft.key))
-        cards.append(render(draft, knowledge, hook_instance))
-    pinned = {"mbc-summary", "data-incomplete"}
-    cards.sort(key=lambda c: (INDICATOR_ORDER[c["indicator"]], c["source"]["topic"]["code"] not in pinned))
-    if len(cards) > max_cards:
-        keep = [c for c in cards if c["source"]["topic"]["code"] in pinned][:max_cards]
-        rest = [c for c in cards if c["source"]["topic"]["code"] not in pinned][: max_cards - len(keep)]
-        cards = sorted(keep + rest, key=lambda c: (INDICATOR_ORDER[c["indicator"]], c["source"]["topic"]["code"] not in pinned))
-    return cards
+
+def visible_rules(cards: list[dict[str, Any]]) -> list[str]:
+    """Every rule code of an answer, as a test or an EHR's override memory sees them."""
+    return list(dict.fromkeys(code for card in cards for code in rules_of(card)))

@@ -1,4 +1,8 @@
-"""Picture (+ draft orders) in, cards out. Pure: no network, no clock (``today`` is passed in)."""
+"""Picture (+ draft orders) in, cards out. Pure: no network, no clock (``today`` is passed in).
+
+``fire`` runs every rule and returns its drafts in full (what ``explain`` and the viewer show);
+``evaluate`` turns them into the cards an EHR shows, within the card economy (economy.py).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ from typing import Any
 
 from mappings.picture import ClinicalPicture
 
-from .cards import Draft, Fact, finalise
+from . import economy
+from .cards import Draft, Fact
+from .economy import Limits
 from .knowledge import Knowledge, knowledge
 from .rules import orders as order_rules
 from .rules import patient_view
@@ -25,29 +31,29 @@ class Gap:
 
 def data_incomplete(gaps: list[Gap], pic: ClinicalPicture, unknown_orders: list[str], k: Knowledge) -> list[Draft]:
     facts = [Fact(f"`{g.key}`: {g.reason}. Not checked: {g.feeds}.") for g in gaps]
-    unreadable = [w for w in pic.warnings if "could not be read" in w]
+    unreadable = [w.split(":")[0] for w in pic.warnings if "could not be read" in w]
     if unreadable:
-        facts.append(Fact(f"{len(unreadable)} resource(s) could not be read", [w.split(":")[0] for w in unreadable[:10]]))
+        what = "One resource" if len(unreadable) == 1 else f"{len(unreadable)} resources"
+        facts.append(Fact(f"{what} could not be read and were left out", unreadable[:10]))
     if unknown_orders:
-        facts.append(Fact("Draft order(s) whose drug could not be identified were not checked", unknown_orders))
+        facts.append(Fact("A draft order whose drug could not be identified was not checked", unknown_orders))
     if not facts:
         return []
-    what = ", ".join(sorted({g.key for g in gaps})) or "some resources"
-    return [Draft("data-incomplete", f"Some data could not be checked ({what}): cards rest on partial data", facts,
+    parts = sorted({g.key for g in gaps}) + (["unreadable resources"] if unreadable else []) + (["unidentified draft orders"] if unknown_orders else [])
+    return [Draft("data-incomplete", f"Not checked: {', '.join(parts)}; cards rest on partial data", facts,
                   k.rule("data-incomplete")["guidance"])]
 
 
-def evaluate(
+def fire(
     hook: str,
     pic: ClinicalPicture,
     *,
-    hook_instance: str,
     today: date,
-    max_cards: int = 10,
     gaps: list[Gap] | None = None,
     draft_entries: list[dict[str, Any]] | None = None,
     selections: list[str] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Draft]:
+    """Every rule's draft, in full: nothing trimmed, nothing merged."""
     k = knowledge()
     gaps = gaps or []
     drafts: list[Draft] = []
@@ -64,4 +70,35 @@ def evaluate(
     # Conditions) could not be read.
     if pic.breast_cancer or any(g.key == "conditions" for g in gaps):
         drafts.extend(data_incomplete(gaps, pic, unknown_orders if pic.breast_cancer else [], k))
-    return finalise(drafts, k, hook_instance, max_cards)
+    return drafts
+
+
+def findings(drafts: list[Draft]) -> list[dict[str, Any]]:
+    """Every draft in full, for ``explain`` and the viewer: each fact with the references it rests on."""
+    k = knowledge()
+    out = []
+    for d in drafts:
+        rule = k.rule(d.rule)
+        source = k.source(d.source or rule["source"])
+        out.append({
+            "rule": d.rule, "title": rule["title"], "indicator": d.indicator or rule["indicator"], "summary": d.summary,
+            "facts": [{"text": f.text, "evidence": f.evidence} for f in d.facts], "guidance": d.guidance,
+            "suggestions": [s.label for s in d.suggestions], "source": {"label": source["label"], "url": source["url"]},
+        })
+    return out
+
+
+def evaluate(
+    hook: str,
+    pic: ClinicalPicture,
+    *,
+    hook_instance: str,
+    today: date,
+    limits: Limits | None = None,
+    gaps: list[Gap] | None = None,
+    draft_entries: list[dict[str, Any]] | None = None,
+    selections: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    drafts = fire(hook, pic, today=today, gaps=gaps, draft_entries=draft_entries, selections=selections)
+    arrange = economy.patient_view if hook == "patient-view" else economy.order_hook
+    return arrange(drafts, knowledge(), hook_instance, limits or Limits())

@@ -87,7 +87,13 @@ class Settings(BaseSettings):
     max_draft_orders: int = Field(
         1_000, ge=1, description="context.draftOrders entries accepted in one order hook request (413 above)."
     )
-    max_cards: int = Field(10, ge=1, le=100, description="Most cards returned by one hook call.")
+    max_cards: int = Field(
+        4, ge=1, le=100, description="Most patient-view cards: mbc-summary plus the most important others (card economy)."
+    )
+    max_detail_chars_per_card: int = Field(900, ge=200, le=20_000, description="Longest card detail, in characters.")
+    max_detail_chars_per_answer: int = Field(
+        2500, ge=500, le=100_000, description="Most detail characters in one patient-view answer."
+    )
     max_body_bytes: int = Field(
         20_000_000, ge=1_000, description="Largest hook request body accepted (bytes)."
     )

@@ -35,7 +35,7 @@ TODAY = datetime.now(timezone.utc).date()
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     # auth off by default here; tests/test_auth.py turns it on with its own issuers and keys
-    values: dict[str, Any] = {"feedback_db": str(tmp_path / "feedback.sqlite3"), "max_cards": 20, "auth_required": False}
+    values: dict[str, Any] = {"feedback_db": str(tmp_path / "feedback.sqlite3"), "auth_required": False}
     values.update(overrides)
     return Settings(**values)
 
@@ -160,7 +160,10 @@ def hook_request(hook: str, patient_id: str, *, fhir_server: str | None = None, 
 
 
 def rule_codes(response_json: dict[str, Any]) -> list[str]:
-    return [c["source"]["topic"]["code"] for c in response_json["cards"]]
+    """Every rule code the answer carries (topic codes, and the rules a merged or summary card lists)."""
+    from cds_hooks.cards import visible_rules
+
+    return visible_rules(response_json["cards"])
 
 
 def today() -> date:

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fixtures
-from cds_hooks.evaluate import evaluate
+from cds_hooks.evaluate import evaluate, fire
 from cds_hooks.knowledge import knowledge
 from cds_hooks.rules.safety import ENDOCRINE_CLASSES, HER2_CLASSES
 from mappings.build import build_picture
@@ -71,12 +71,11 @@ def test_no_therapy_option_contradicts_receptor_status(pic, positives):
     from mappings.picture import BiomarkerResult
 
     pic.biomarkers = [BiomarkerResult(m, "detected", TODAY, f"Observation/{m}") for m in positives]
-    cards = evaluate("patient-view", pic, hook_instance="x", today=TODAY, max_cards=100)
     options = {o["id"]: o for o in knowledge().therapy_options}
-    for card in cards:
-        if card["source"]["topic"]["code"] != "therapy-options":
+    for draft in fire("patient-view", pic, today=TODAY):
+        if draft.rule != "therapy-options":
             continue
-        for option_id in filter(None, _option_ids(card, options)):
+        for option_id in filter(None, _option_ids(draft, options)):
             classes = set(options[option_id]["classes"])
             if pic.hr_status == "negative":
                 assert not classes & ENDOCRINE_CLASSES, option_id
@@ -85,8 +84,8 @@ def test_no_therapy_option_contradicts_receptor_status(pic, positives):
                 assert not her2_classes or (her2_classes == {"anti-her2-adc"} and pic.her2.category in ("low", "ultralow")), option_id
 
 
-def _option_ids(card, options):
-    return [oid for oid, o in options.items() if o["text"] in card["detail"]]
+def _option_ids(draft, options):
+    return [oid for oid, o in options.items() if any(o["text"] in g for g in draft.guidance)]
 
 
 def test_suggested_resources_are_valid_fhir_r4():
@@ -95,7 +94,7 @@ def test_suggested_resources_are_valid_fhir_r4():
     seen = 0
     for path in sorted(fixtures.PATIENTS.glob("*.json")):
         pic = build_picture(fixtures.load(path, TODAY), today=TODAY)
-        for card in evaluate("patient-view", pic, hook_instance=str(uuid.uuid4()), today=TODAY, max_cards=100):
+        for card in evaluate("patient-view", pic, hook_instance=str(uuid.uuid4()), today=TODAY):
             for suggestion in card.get("suggestions", []):
                 for action in suggestion["actions"]:
                     if "resource" in action:

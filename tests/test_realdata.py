@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 import fixtures
+from cds_hooks.cards import visible_rules
 from cds_hooks.evaluate import evaluate
 from mappings.build import build_picture
 from mappings.codes import lookup_observation, lookup_condition
@@ -29,8 +30,8 @@ pytestmark = pytest.mark.skipif(not REALDATA.is_dir(), reason="../shared/realdat
 def _picture(name):
     resources = fixtures.load(REALDATA / name, TODAY)
     pic = build_picture(resources, today=TODAY)
-    cards = evaluate("patient-view", pic, hook_instance=str(uuid.uuid4()), today=TODAY, max_cards=100)
-    return pic, pic.to_json(), [c["source"]["topic"]["code"] for c in cards]
+    cards = evaluate("patient-view", pic, hook_instance=str(uuid.uuid4()), today=TODAY)
+    return pic, pic.to_json(), visible_rules(cards)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

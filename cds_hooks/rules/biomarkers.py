@@ -19,8 +19,8 @@ def has_result(pic: ClinicalPicture, *markers: str) -> bool:
 def biomarker_card(code: str, pic: ClinicalPicture, k: Knowledge, basis: list[Fact], summary_text: str) -> Draft:
     rule = k.rule(code)
     sr = service_request(rule["test"], pic.patient, pic.metastatic_evidence[:3])
-    return Draft(code, summary_text, basis + [Fact(f"No result found for: {rule['test']}")], [rule["why"]],
-                 [create(f"Order {rule['test'][0].lower()}{rule['test'][1:]}", sr)])
+    return Draft(code, summary_text, basis + [Fact(f"No result for: {rule['test']}")], [rule["why"]],
+                 [create(rule["order_label"], sr)])
 
 
 def biomarker_gbrca(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Draft]:

@@ -90,8 +90,11 @@ def explain(
 ) -> None:
     """The clinical picture and patient-view cards for one patient, without HTTP."""
     import fixtures
-    from cds_hooks.evaluate import evaluate
+    from cds_hooks.economy import Limits
+    from cds_hooks.evaluate import evaluate, findings, fire
     from mappings.build import build_picture
+
+    from ..settings import Settings
 
     day = _today(today)
     gaps = []
@@ -107,13 +110,18 @@ def explain(
         typer.echo("Give --bundle FILE, or --fhir-base URL and --patient ID.", err=True)
         raise typer.Exit(2)
     picture = build_picture(resources, today=day)
-    cards = evaluate("patient-view", picture, hook_instance=str(uuid.uuid4()), today=day, max_cards=100, gaps=gaps)
+    settings = Settings()
+    limits = Limits(max_cards=settings.max_cards, max_card_chars=settings.max_detail_chars_per_card,
+                    max_answer_chars=settings.max_detail_chars_per_answer)
+    # The cards as the EHR shows them, and every finding in full (the long form the cards leave out).
+    cards = evaluate("patient-view", picture, hook_instance=str(uuid.uuid4()), today=day, limits=limits, gaps=gaps)
+    full = findings(fire("patient-view", picture, today=day, gaps=gaps))
     if as_json:
-        sys.stdout.write(json.dumps({"picture": picture.to_json(), "cards": cards}, indent=2) + "\n")
+        sys.stdout.write(json.dumps({"picture": picture.to_json(), "cards": cards, "findings": full}, indent=2) + "\n")
         return
     from .explain_view import show
 
-    show(picture, cards)
+    show(picture, cards, full)
 
 
 def _read_server(base: str, patient: str, token: Optional[str]):

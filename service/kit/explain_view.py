@@ -134,7 +134,22 @@ def card_details(cards: list[dict[str, Any]]) -> list[Panel]:
     return panels
 
 
-def show(picture: ClinicalPicture, cards: list[dict[str, Any]], console: Console | None = None) -> None:
+def finding_panels(found: list[dict[str, Any]]) -> list[Panel]:
+    """Every rule that fired, in full: each fact with the FHIR references it rests on, the guidance, the source."""
+    panels = []
+    for f in found:
+        style = INDICATOR_STYLE.get(f["indicator"], "white")
+        lines = [f"- {x['text']}" + (f" ({', '.join(f'`{r}`' for r in x['evidence'])})" if x["evidence"] else "") for x in f["facts"]]
+        lines += [""] + [f"> {g}" for g in f["guidance"]] if f["guidance"] else []
+        lines += ["", f"Suggestions: {'; '.join(f['suggestions'])}"] if f["suggestions"] else []
+        lines += ["", f"Source: {f['source']['label']} <{f['source']['url']}>"]
+        body = Group(Text(f["summary"], style="bold"), Markdown("\n".join(lines)))
+        panels.append(Panel(body, title=f"{f['rule']} ({f['indicator']})", title_align="left", border_style=style))
+    return panels
+
+
+def show(picture: ClinicalPicture, cards: list[dict[str, Any]], found: list[dict[str, Any]] | None = None,
+         console: Console | None = None) -> None:
     console = console or Console()
     pic = picture.to_json()
     console.rule(f"{pic['patient'] or 'patient'}: {pic['subtype']}{', metastatic' if pic['metastatic'] else ''}")
@@ -149,9 +164,13 @@ def show(picture: ClinicalPicture, cards: list[dict[str, Any]], console: Console
             console.print(sites(pic))
         if pic["treatments"]:
             console.print(treatments(pic))
-    console.print(cards_table(cards))
+    console.print(cards_table(cards, "Cards as the EHR shows them"))
     for panel in card_details(cards):
         console.print(panel)
+    if found:
+        console.rule(f"Every rule that fired, in full: {len(found)} findings")
+        for panel in finding_panels(found):
+            console.print(panel)
     for warning in pic.get("warnings") or []:
         console.print(f"[yellow]warning:[/yellow] {warning}")
     if pic["unmapped"]:

@@ -8,7 +8,9 @@ from datetime import datetime, timezone
 
 from fastapi import APIRouter, Depends, Request
 
+from cds_hooks.cards import visible_rules
 from cds_hooks.catalog import Service, discovery
+from cds_hooks.economy import Limits
 from cds_hooks.evaluate import evaluate
 from mappings.build import build_picture
 
@@ -26,6 +28,8 @@ log = logging.getLogger("mbc_cds_hooks")
 
 def router(settings: Settings, catalog: dict[str, Service]) -> APIRouter:
     api = APIRouter()
+    limits = Limits(max_cards=settings.max_cards, max_card_chars=settings.max_detail_chars_per_card,
+                    max_answer_chars=settings.max_detail_chars_per_answer)
 
     @api.get("/cds-services", dependencies=[Depends(require_auth)])
     async def discover() -> JSONResponse:
@@ -55,11 +59,11 @@ def router(settings: Settings, catalog: dict[str, Service]) -> APIRouter:
         context = hook.context.model_dump()
         draft = context.get("draftOrders") or {}
         cards = evaluate(
-            service.hook, picture, hook_instance=hook.request.hookInstance, today=today, max_cards=settings.max_cards,
+            service.hook, picture, hook_instance=hook.request.hookInstance, today=today, limits=limits,
             gaps=data.gaps, draft_entries=draft.get("entry") if isinstance(draft, dict) else None,
             selections=context.get("selections"),
         )
-        rules = [c["source"]["topic"]["code"] for c in cards]
+        rules = visible_rules(cards)  # merged and overflow rules count too
         log.info("hook answered", extra={
             "event": "hook", "service": service_id, "hook": service.hook, "status": 200, "cards": len(cards),
             "outcome": "data-incomplete" if "data-incomplete" in rules else "complete", "fhir_retries": data.retries,
