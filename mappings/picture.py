@@ -34,9 +34,10 @@ class ReceptorResult:
     status: str = "unknown"  # ER: positive|low-positive|negative|unknown; PR: positive|negative|unknown; HER2: positive|negative|equivocal|unknown
     percent: float | None = None
     her2_ihc: str | None = None  # 0 | 1+ | 2+ | 3+
-    her2_ish: str | None = None  # amplified | not-amplified | equivocal
+    her2_ish: str | None = None  # amplified | not-amplified | equivocal (as the lab stated it)
     her2_ratio: float | None = None
     her2_copies: float | None = None
+    comparator: str | None = None  # "<", ">", ... when the number came as "less than 1.8" (Synthea FISH text)
     ultralow: bool = False
     kind: str = "presence"  # presence | percent | ihc | ish | ratio | copies | interpretation | condition
     preliminary: bool = False
@@ -81,7 +82,9 @@ class MarkerStatus:
     percent: float | None = None
     category: str = "unknown"  # HER2 only: 0 | ultralow | low | positive | unknown
     ihc: str | None = None
-    ish: str | None = None
+    ish: str | None = None  # amplified | not-amplified | group 2-4 | equivocal | ratio-only | copies-only
+    ratio: float | None = None  # HER2 only: HER2/CEP17 ratio and average HER2 copies per cell, as reported
+    copies: float | None = None
     date: date | None = None
     specimen: str = "unknown"
     evidence: list[str] = field(default_factory=list)
@@ -100,6 +103,10 @@ class MarkerStatus:
         if self.marker == "HER2":
             out = {"status": self.status, "category": self.category, "ihc": self.ihc, "ish": self.ish,
                    "date": _iso(self.date), "specimen": self.specimen, "evidence": self.evidence}
+            if self.ratio is not None:
+                out["ratio"] = self.ratio
+            if self.copies is not None:
+                out["copies"] = self.copies
         out["source"] = self.source
         if self.conflict:
             out["conflict"] = self.conflict
