@@ -9,6 +9,7 @@ alone is unambiguous, and the caller is told so.
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -70,6 +71,9 @@ class Tables:
     sites: dict[str, dict[str, str]] = field(default_factory=dict)
     genes: dict[str, str] = field(default_factory=dict)  # HGNC id or symbol (upper) -> biomarker
     procedure_keywords: list[tuple[str, str]] = field(default_factory=list)
+    genomic_origin: list[tuple[re.Pattern[str], bool]] = field(default_factory=list)  # word pattern -> germline?
+    pdl1_codes: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # (system, code) -> (assay, score type)
+    pdl1_terms: list[tuple[re.Pattern[str], str, str]] = field(default_factory=list)  # word pattern -> (assay, score type)
     # code alone -> key, for codes sent with a wrong system; None where the code is ambiguous
     observation_by_code: dict[str, tuple[str, str] | None] = field(default_factory=dict)
     answer_by_code: dict[str, tuple[str, str] | None] = field(default_factory=dict)
@@ -90,6 +94,11 @@ def _by_code(keys: list[tuple[str, str]]) -> dict[str, tuple[str, str] | None]:
             continue
         out[key[1]] = None if key[1] in out else key
     return out
+
+
+def _word(term: str) -> re.Pattern[str]:
+    """A term matched as whole words ("ic" must not match "clinic")."""
+    return re.compile(r"(?<![a-z0-9])" + re.escape(term.lower()) + r"(?![a-z0-9])")
 
 
 @lru_cache(maxsize=1)
@@ -133,6 +142,13 @@ def tables() -> Tables:
     pk = _rows("procedure_keywords.csv")
     pk.sort(key=lambda r: (int(r.get("priority") or 100), -len(r["keyword"])))
     t.procedure_keywords = [(r["keyword"].lower(), r["kind"]) for r in pk]
+    for row in _rows("genomic_origin.csv"):
+        t.genomic_origin.append((_word(row["term"]), row["origin"] == "germline"))
+    for row in _rows("pdl1_terms.csv"):
+        if row.get("code"):
+            t.pdl1_codes[(norm_system(row["system"]), row["code"])] = (row["assay"], row["score_type"])
+        else:
+            t.pdl1_terms.append((_word(row["term"]), row["assay"], row["score_type"]))
     t.observation_by_code = _by_code(list(t.observation))
     t.answer_by_code = _by_code(list(t.answer))
     return t
@@ -224,3 +240,29 @@ def procedure_kind(text: str) -> str | None:
         if keyword in low:
             return kind
     return None
+
+
+def variant_origin(text: str) -> bool | None:
+    """True (germline) or False (somatic, tumour-only) when a test name or code text states the origin."""
+    low = text.lower()
+    found = {germline for pattern, germline in tables().genomic_origin if pattern.search(low)}
+    return found.pop() if len(found) == 1 else None  # both named ("germline and somatic panel"): unknown
+
+
+def pdl1_code(system: str, code: str) -> tuple[str, str] | None:
+    """(assay, score type) a PD-L1 LOINC code names ("" where it names none)."""
+    return tables().pdl1_codes.get((norm_system(system), code))
+
+
+def pdl1_terms(text: str) -> tuple[list[str], list[str]]:
+    """The PD-L1 assays (clones) and score types a text names, in the table's order."""
+    low = text.lower()
+    assays: list[str] = []
+    scores: list[str] = []
+    for pattern, assay, score in tables().pdl1_terms:
+        if pattern.search(low):
+            if assay and assay not in assays:
+                assays.append(assay)
+            if score and score not in scores:
+                scores.append(score)
+    return assays, scores

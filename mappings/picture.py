@@ -192,7 +192,15 @@ class Measurement:
 
 @dataclass
 class BiomarkerResult:
-    """A result of a biomarker test (gBRCA, PD-L1, PIK3CA, ESR1, AKT1, PTEN, PALB2)."""
+    """A result of a biomarker test (gBRCA, sBRCA, BRCA, PD-L1, PIK3CA, ESR1, AKT1, PTEN, PALB2).
+
+    BRCA1/2: ``marker`` is "gBRCA" only for a germline result (genomic source class germline, or a
+    germline test code whose origin is not stated otherwise), "sBRCA" for a somatic or tumour-only
+    result, "BRCA" when the origin is not recorded; ``germline`` keeps True/False/None.
+    PD-L1: ``value`` is the score of ``score_type`` (CPS | TPS | IC) read with ``assay`` (22C3, SP142,
+    28-8, SP263) where the data names them; a score reported as "< n" keeps value None (an upper
+    bound is not a score a threshold may be checked against) and says so in ``comparator``.
+    """
 
     marker: str
     result: str  # positive | negative | detected | not-detected | unknown
@@ -201,13 +209,25 @@ class BiomarkerResult:
     germline: bool | None = None
     value: float | None = None
     detail: str | None = None
+    score_type: str | None = None  # PD-L1: CPS | TPS | IC
+    assay: str | None = None  # PD-L1 clone: 22C3 | SP142 | 28-8 | SP263
+    comparator: str | None = None  # PD-L1 score reported with <, <=, >, >=
+    origin_basis: str | None = None  # how germline/somatic was decided: source-class | report | test-code | test-name
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"marker": self.marker, "result": self.result, "date": _iso(self.date), "evidence": self.reference}
         if self.germline is not None:
             out["germline"] = self.germline
+        if self.origin_basis:
+            out["originBasis"] = self.origin_basis
+        if self.score_type:
+            out["scoreType"] = self.score_type
         if self.value is not None:
             out["value"] = self.value
+        if self.comparator:
+            out["comparator"] = self.comparator
+        if self.assay:
+            out["assay"] = self.assay
         if self.detail:
             out["detail"] = self.detail
         return out
