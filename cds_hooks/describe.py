@@ -22,7 +22,7 @@ def when(value: date | None) -> str:
     return value.isoformat() if value else "date not recorded"
 
 
-def _specimen(status: MarkerStatus) -> str:
+def specimen_words(status: MarkerStatus) -> str:
     return {"primary": "primary tumour sample", "metastasis": "metastasis sample"}.get(status.specimen, "sample site not recorded")
 
 
@@ -61,7 +61,7 @@ def marker_fact(status: MarkerStatus) -> Fact:
         detail = f" ({status.percent:g}% of nuclei)" if status.percent is not None else ""
     source = " (coded on a problem-list condition: weaker than a test result)" if status.source == "condition" else ""
     prelim = " [preliminary]" if status.preliminary else ""
-    return Fact(f"{name} {words}{detail}{prelim}, {when(status.date)}, {_specimen(status)}{source}", status.evidence)
+    return Fact(f"{name} {words}{detail}{prelim}, {when(status.date)}, {specimen_words(status)}{source}", status.evidence)
 
 
 def receptor_facts(pic: ClinicalPicture) -> list[Fact]:

@@ -195,6 +195,8 @@ def build_picture(resources: Iterable[Resource], today: date | None = None) -> C
         status, _, ref = max(obs_facts.menopause, key=lambda m: m[1] or date.min)
         pic.menopause, pic.menopause_evidence = status, ref
     pic.biomarkers = sorted(obs_facts.biomarkers, key=lambda b: (b.marker, b.date or date.min))
+    pic.labs = sorted(obs_facts.labs, key=lambda lab: (lab.date or date.min, lab.test, lab.reference))
+    pic.complications = sorted(cond.complications, key=lambda c: (c.date or date.min, c.kind, c.reference))
     pic.unmapped = _aggregate(unmapped)
     return pic
 

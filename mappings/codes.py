@@ -70,8 +70,10 @@ class Tables:
     drug_names: list[tuple[str, str]] = field(default_factory=list)
     sites: dict[str, dict[str, str]] = field(default_factory=dict)
     genes: dict[str, str] = field(default_factory=dict)  # HGNC id or symbol (upper) -> biomarker
+    gene_symbols: dict[str, str] = field(default_factory=dict)  # HGNC id or symbol (upper) -> symbol
     procedure_keywords: list[tuple[str, str]] = field(default_factory=list)
     genomic_origin: list[tuple[re.Pattern[str], bool]] = field(default_factory=list)  # word pattern -> germline?
+    complication_keywords: list[tuple[str, str]] = field(default_factory=list)  # lower-case keyword -> complication kind
     pdl1_codes: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # (system, code) -> (assay, score type)
     pdl1_terms: list[tuple[re.Pattern[str], str, str]] = field(default_factory=list)  # word pattern -> (assay, score type)
     # code alone -> key, for codes sent with a wrong system; None where the code is ambiguous
@@ -139,9 +141,11 @@ def tables() -> Tables:
     for row in _rows("genes.csv"):
         t.genes[row["hgnc_id"].upper()] = row["biomarker"]
         t.genes[row["symbol"].upper()] = row["biomarker"]
+        t.gene_symbols[row["hgnc_id"].upper()] = t.gene_symbols[row["symbol"].upper()] = row["symbol"]
     pk = _rows("procedure_keywords.csv")
     pk.sort(key=lambda r: (int(r.get("priority") or 100), -len(r["keyword"])))
     t.procedure_keywords = [(r["keyword"].lower(), r["kind"]) for r in pk]
+    t.complication_keywords = [(r["keyword"].lower(), r["kind"]) for r in _rows("complication_keywords.csv")]
     for row in _rows("genomic_origin.csv"):
         t.genomic_origin.append((_word(row["term"]), row["origin"] == "germline"))
     for row in _rows("pdl1_terms.csv"):
@@ -234,6 +238,14 @@ def biomarker_for_gene(code_or_symbol: str) -> str | None:
     return tables().genes.get(key)
 
 
+def gene_symbol(code_or_symbol: str) -> str | None:
+    """The HGNC symbol ("BRCA2") of a gene the tables know, from its HGNC id or symbol."""
+    key = code_or_symbol.strip().upper()
+    if key and not key.startswith("HGNC:") and key.isdigit():
+        key = f"HGNC:{key}"
+    return tables().gene_symbols.get(key)
+
+
 def procedure_kind(text: str) -> str | None:
     low = text.lower()
     for keyword, kind in tables().procedure_keywords:
@@ -266,3 +278,9 @@ def pdl1_terms(text: str) -> tuple[list[str], list[str]]:
             if score and score not in scores:
                 scores.append(score)
     return assays, scores
+
+
+def complications_from_text(text: str) -> set[str]:
+    """Complications of bone metastases a Condition's name states (pathological fracture, cord compression, ...)."""
+    low = text.lower()
+    return {kind for keyword, kind in tables().complication_keywords if keyword in low}

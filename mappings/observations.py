@@ -6,12 +6,14 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 
-from .codes import biomarker_for_gene, lookup_body_site, lookup_observation, pdl1_code, pdl1_terms, site_from_text, variant_origin
+from .codes import biomarker_for_gene, gene_symbol, lookup_body_site, lookup_observation, pdl1_code, pdl1_terms, site_from_text, variant_origin
 from .fhir import Resource, as_list, codings, concept_text, ref_target
-from .picture import BiomarkerResult, Measurement, Metastasis
+from .labs import convert_calcium
+from .picture import BiomarkerResult, LabResult, Measurement, Metastasis
 from .values import Value, read_value
 
 GENE_CONCEPTS = {"brca1": "BRCA", "brca2": "BRCA", "brca1-2": "BRCA", "palb2": "PALB2", "pik3ca": "PIK3CA", "pten": "PTEN"}
+BRCA_GENES = {"brca1": "BRCA1", "brca2": "BRCA2", "brca1-2": "BRCA1/2"}
 # Germline test codes (oncology.md 2.8 lists the BRCA1/2 codes as germline tests): germline unless
 # the result states another origin.
 GERMLINE_TEST_CONCEPTS = {"brca1", "brca2", "brca1-2", "palb2"}
@@ -28,6 +30,7 @@ CLASSIFIED_ONLY = {
     "gene-studied", "genomic-source-class", "allelic-state", "genomics-report", "brca-ihc", "pten-ihc",
 }
 _LB_TO_KG = 0.45359237
+LAB_CONCEPTS = {"calcium-total", "calcium-corrected", "albumin"}
 
 
 @dataclass
@@ -42,6 +45,7 @@ class ObservationFacts:
     grade: list[Measurement] = field(default_factory=list)
     progression: list[Measurement] = field(default_factory=list)
     biomarkers: list[BiomarkerResult] = field(default_factory=list)
+    labs: list[LabResult] = field(default_factory=list)
 
 
 def _result(meaning: str | None) -> str:
@@ -134,9 +138,9 @@ def _pdl1_results(obs: Resource, concept: str, value: Value, ref: str, when: dat
     return out
 
 
-def _gene_of(obs: Resource) -> tuple[str | None, str | None]:
-    """(biomarker, variant text) from a genomic variant's components (the origin: ``_origin``)."""
-    marker = detail = None
+def _gene_of(obs: Resource) -> tuple[str | None, str | None, str | None]:
+    """(biomarker, variant text, gene symbol) from a genomic variant's components (the origin: ``_origin``)."""
+    marker = detail = symbol = None
     for comp in as_list(obs.get("component")):
         if not isinstance(comp, dict):
             continue
@@ -149,12 +153,14 @@ def _gene_of(obs: Resource) -> tuple[str | None, str | None]:
         if concept == "gene-studied":
             for _, code, display in codings(value):
                 marker = marker or biomarker_for_gene(code) or biomarker_for_gene(display)
+                symbol = symbol or gene_symbol(code) or gene_symbol(display)
             marker = marker or biomarker_for_gene(concept_text(value))
+            symbol = symbol or gene_symbol(concept_text(value))
         elif concept == "genomic-source-class":
             continue
         elif isinstance(comp.get("valueString"), str) or isinstance(value, dict):
             detail = detail or (comp.get("valueString") if isinstance(comp.get("valueString"), str) else concept_text(value)) or None
-    return marker, detail
+    return marker, detail, symbol
 
 
 def read_fact(obs: Resource, concept: str, ref: str, when: date | None, facts: ObservationFacts) -> bool:
@@ -210,11 +216,12 @@ def read_fact(obs: Resource, concept: str, ref: str, when: date | None, facts: O
         gene = GENE_CONCEPTS[concept]
         germline, basis = _origin(obs, concept, ref, facts)
         facts.biomarkers.append(BiomarkerResult(_brca_marker(germline) if gene == "BRCA" else gene, _result(value.meaning),
-                                                when, ref, germline=germline, detail=value.text or None, origin_basis=basis))
+                                                when, ref, germline=germline, detail=value.text or None, origin_basis=basis,
+                                                gene=BRCA_GENES.get(concept)))
     elif concept in PDL1_CONCEPTS:
         facts.biomarkers.extend(_pdl1_results(obs, concept, value, ref, when))
     elif concept in ("genomic-variant", "region-studied"):
-        found, detail = _gene_of(obs)
+        found, detail, symbol = _gene_of(obs)
         if not found:
             return False  # a gene the cards do not use: listed in unmapped, not dropped
         germline, basis = _origin(obs, concept, ref, facts)
@@ -222,7 +229,11 @@ def read_fact(obs: Resource, concept: str, ref: str, when: date | None, facts: O
         if concept == "genomic-variant" and result == "unknown" and value.empty:
             result = "detected"  # mCODE GenomicVariant: the resource itself reports a found variant
         facts.biomarkers.append(BiomarkerResult(_brca_marker(germline) if found == "BRCA" else found, result, when, ref,
-                                                germline=germline, detail=detail, origin_basis=basis))
+                                                germline=germline, detail=detail, origin_basis=basis,
+                                                gene=symbol if found == "BRCA" else None))
+    elif concept in LAB_CONCEPTS:
+        if value.number is not None and value.comparator is None:
+            facts.labs.append(LabResult(concept, value.number, value.unit, when, ref, _range_high(obs, value.unit, concept != "albumin")))
     elif concept in CLASSIFIED_ONLY:
         pass
     else:
@@ -258,3 +269,16 @@ def report_origins(reports: list[tuple[str, Resource, str]]) -> dict[str, tuple[
         except Exception:  # noqa: BLE001 - an unreadable report only loses its origin, never the results
             continue
     return out
+
+
+def _range_high(obs: Resource, unit: str | None, calcium: bool) -> float | None:
+    """The upper reference limit in the result's own unit (a calcium range in another unit is converted)."""
+    for item in as_list(obs.get("referenceRange")):
+        high = item.get("high") if isinstance(item, dict) else None
+        if not isinstance(high, dict) or isinstance(high.get("value"), bool) or not isinstance(high.get("value"), (int, float)):
+            continue
+        high_unit = next((u for u in (high.get("code"), high.get("unit")) if isinstance(u, str) and u.strip()), None)
+        if high_unit is None or unit is None or high_unit.strip().lower() == unit.strip().lower():
+            return float(high["value"])
+        return convert_calcium(float(high["value"]), high_unit, unit) if calcium else None
+    return None

@@ -213,6 +213,7 @@ class BiomarkerResult:
     assay: str | None = None  # PD-L1 clone: 22C3 | SP142 | 28-8 | SP263
     comparator: str | None = None  # PD-L1 score reported with <, <=, >, >=
     origin_basis: str | None = None  # how germline/somatic was decided: source-class | report | test-code | test-name
+    gene: str | None = None  # the gene tested where the marker groups several (BRCA1, BRCA2, BRCA1/2)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"marker": self.marker, "result": self.result, "date": _iso(self.date), "evidence": self.reference}
@@ -220,6 +221,8 @@ class BiomarkerResult:
             out["germline"] = self.germline
         if self.origin_basis:
             out["originBasis"] = self.origin_basis
+        if self.gene:
+            out["gene"] = self.gene
         if self.score_type:
             out["scoreType"] = self.score_type
         if self.value is not None:
@@ -231,6 +234,36 @@ class BiomarkerResult:
         if self.detail:
             out["detail"] = self.detail
         return out
+
+
+@dataclass
+class Complication:
+    """A complication of bone metastases recorded as a problem (Condition), by code or by its name."""
+
+    kind: str  # pathological-fracture | spinal-cord-compression | hypercalcaemia
+    reference: str
+    date: date | None
+    basis: str  # code | text
+    display: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "date": _iso(self.date), "evidence": self.reference, "basis": self.basis, "display": self.display}
+
+
+@dataclass
+class LabResult:
+    """A laboratory value the rules read (calcium, albumin), as reported, with its upper reference limit."""
+
+    test: str  # calcium-total | calcium-corrected | albumin
+    value: float
+    unit: str | None
+    date: date | None
+    reference: str
+    high: float | None = None  # upper limit of the reference range, in ``unit``
+
+    def to_json(self) -> dict[str, Any]:
+        return {"test": self.test, "value": self.value, "unit": self.unit, "high": self.high, "date": _iso(self.date),
+                "evidence": self.reference}
 
 
 @dataclass
@@ -273,6 +306,8 @@ class ClinicalPicture:
     grade: Measurement | None = None
     progression: list[Measurement] = field(default_factory=list)
     procedures: list[dict[str, Any]] = field(default_factory=list)
+    complications: list[Complication] = field(default_factory=list)  # pathological fracture, cord compression, hypercalcaemia
+    labs: list[LabResult] = field(default_factory=list)  # calcium and albumin, oldest first
     hr_override: tuple[str, list[str]] | None = None  # combined ER+PR result when neither is known alone
     unmapped: list[Unmapped] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -359,6 +394,8 @@ class ClinicalPicture:
             "menopause": {"status": self.menopause, "evidence": self.menopause_evidence},
             "biomarkers": [b.to_json() for b in self.biomarkers],
             "grade": self.grade.to_json() if self.grade else None,
+            "complications": [c.to_json() for c in self.complications],
+            "labs": [lab.to_json() for lab in self.labs],
             "unmapped": [
                 {"reference": u.reference, "system": u.system, "code": u.code, "display": u.display, "count": u.count, "reason": u.reason}
                 for u in self.unmapped
