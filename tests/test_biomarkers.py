@@ -49,7 +49,7 @@ def biomarkers(*resources):
 ])
 def test_brca_variant_origin_from_genomic_source_class(components, marker, germline, basis):
     [b] = biomarkers(obs("v", "69548-6", component=components, **PRESENT))
-    assert (b.marker, b.result, b.germline, b.origin_basis) == (marker, "detected", germline, basis)
+    assert (b.marker, b.result, b.germline, b.origin_basis, b.gene) == (marker, "detected", germline, basis, "BRCA2")
 
 
 def test_germline_test_code_is_germline_unless_the_result_says_otherwise():
@@ -121,3 +121,34 @@ def test_pdl1_two_scores_in_one_report():
     found = pdl1(valueString="TPS 30%, combined positive score 40")
     assert sorted((b.score_type, b.value) for b in found) == [("CPS", 40.0), ("TPS", 30.0)]
     assert {b.to_json()["scoreType"] for b in found} == {"CPS", "TPS"}
+
+
+# -- biomarker-gbrca card --------------------------------------------------------------------
+
+def gbrca_card(*resources):
+    import uuid
+
+    from cds_hooks.evaluate import evaluate
+
+    met = {"resourceType": "Condition", "id": "m", "code": {"coding": [{"system": SCT, "code": "94381002"}]}, "onsetDateTime": "2026-05-01"}
+    her2 = obs("h", "85319-2", **answer("LA6111-4"))
+    pic = build_picture([BC, met, her2, *resources], today=date(2026, 11, 1))
+    found = [c for c in evaluate("patient-view", pic, hook_instance=str(uuid.uuid4()), today=date(2026, 11, 1), max_cards=100)
+             if c["source"]["topic"]["code"] == "biomarker-gbrca"]
+    return found[0] if found else None
+
+
+def test_gbrca_card_names_a_somatic_result_as_not_qualifying():
+    card = gbrca_card(obs("v", "69548-6", component=[GENE_BRCA2, SOMATIC], **PRESENT))
+    assert "BRCA2 variant detected" in card["detail"] and "does not qualify for a PARP inhibitor" in card["detail"]
+    assert "tumour-only" in card["summary"]
+
+
+def test_gbrca_card_names_a_result_of_unknown_origin():
+    card = gbrca_card(obs("v", "69548-6", component=[GENE_BRCA2], **PRESENT))
+    assert "origin not recorded" in card["detail"]
+
+
+def test_a_germline_result_silences_the_card():
+    assert gbrca_card(obs("g", "50995-0", **answer("LA6577-6")), obs("v", "69548-6", component=[GENE_BRCA2, SOMATIC], **PRESENT)) is None
+    assert gbrca_card(obs("v", "69548-6", component=[GENE_BRCA2, GERMLINE], **PRESENT)) is None

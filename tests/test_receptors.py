@@ -165,3 +165,36 @@ def test_history_keeps_both_the_collection_date_and_the_result_date():
     entry = p.to_json()["receptorHistory"][0]
     assert entry["specimenDate"] == "2025-01-09" and entry["date"] == "2025-01-14"
     assert p.to_json()["er"]["date"] == "2025-01-09"
+
+
+def her2_card(*resources):
+    import uuid
+
+    from cds_hooks.evaluate import evaluate
+
+    pic = picture(*resources)
+    found = [c for c in evaluate("patient-view", pic, hook_instance=str(uuid.uuid4()), today=date(2026, 11, 22), max_cards=100)
+             if c["source"]["topic"]["code"] == "her2-equivocal"]
+    return found[0] if found else None
+
+
+def test_her2_equivocal_card_asks_for_reflex_ish():
+    card = her2_card(obs("ihc", "85319-2", **cc("LA11842-4")))
+    assert card["indicator"] == "warning" and "IHC 2+" in card["summary"]
+    [suggestion] = card["suggestions"]
+    resource = suggestion["actions"][0]["resource"]
+    assert resource["resourceType"] == "ServiceRequest" and "average HER2 copy number" in resource["code"]["text"]
+    assert resource["reasonReference"] == [{"reference": "Observation/ihc"}]
+
+
+def test_her2_equivocal_card_for_a_ratio_without_copy_number_and_its_near_miss():
+    ratio_only = her2_card(obs("ihc", "85319-2", **cc("LA11842-4")), obs("r", "49683-6", valueQuantity={"value": 2.4}))
+    assert "ratio without average copy number" in ratio_only["summary"]
+    assert "2.4 without the average HER2 copy number" in ratio_only["detail"]
+    assert her2_card(obs("ihc", "85319-2", **cc("LA11842-4")), obs("r", "49683-6", valueQuantity={"value": 2.4}),
+                     obs("c", "74860-8", valueQuantity={"value": 4.5})) is None
+
+
+def test_a_later_sample_settles_an_earlier_ihc_2plus():
+    assert her2_card(obs("ihc", "85319-2", when="2024-01-10", **cc("LA11842-4")),
+                     obs("ihc2", "85319-2", when="2025-03-01", **cc("LA11841-6"))) is None
