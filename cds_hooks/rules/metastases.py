@@ -36,6 +36,8 @@ def oncology_dose(use: MedicationUse, rule: dict[str, Any]) -> bool | None:
 def _agent_fact(use: MedicationUse, dose_ok: bool | None, rule: dict[str, Any]) -> Fact:
     name = use.ingredient[0].upper() + use.ingredient[1:]
     target = rule["oncology_doses_mg"].get(use.ingredient)
+    if target is None:  # an agent without an oncology dose in knowledge.yaml: named, not judged
+        return Fact(f"{name} active since {when(use.start)}: no oncology dose known to check it against", [use.reference])
     if dose_ok is None:
         return Fact(f"{name} active since {when(use.start)}, dose not recorded: the {target:g} mg oncology dose cannot be told from an osteoporosis product", [use.reference])
     return Fact(f"{name} {use.dose_mg():g} mg active since {when(use.start)}: not the {target:g} mg oncology dose", [use.reference])
