@@ -10,7 +10,7 @@ from .codes import biomarker_for_gene, gene_symbol, lookup_body_site, lookup_obs
 from .fhir import Resource, as_list, codings, concept_text, ref_target
 from .labs import convert_calcium
 from .picture import BiomarkerResult, LabResult, Measurement, Metastasis
-from .values import Value, read_value
+from .values import Value, number_from_text, read_value
 
 GENE_CONCEPTS = {"brca1": "BRCA", "brca2": "BRCA", "brca1-2": "BRCA", "palb2": "PALB2", "pik3ca": "PIK3CA", "pten": "PTEN"}
 BRCA_GENES = {"brca1": "BRCA1", "brca2": "BRCA2", "brca1-2": "BRCA1/2"}
@@ -24,6 +24,7 @@ _SCORE = re.compile(r"\b(cps|tps|ic)\b\)?\s*(?:score\s*)?(?:of|is|=|:)?\s*(<=|>=
 _LONG_SCORE_NAMES = (("combined positive score", "cps"), ("tumour proportion score", "tps"), ("tumor proportion score", "tps"),
                      ("immune cells", "ic"), ("immune cell", "ic"))
 _COMPARATOR = {"≤": "<=", "≥": ">="}
+_CLONES = re.compile(r"\b(?:22c3|sp142|sp263|28-8)\b")
 # Read and understood; nothing the cards use today.
 CLASSIFIED_ONLY = {
     "karnofsky", "t-category", "n-category", "tumor-size", "lymph-nodes", "treatment-status", "tmb", "msi",
@@ -133,8 +134,13 @@ def _pdl1_results(obs: Resource, concept: str, value: Value, ref: str, when: dat
     for match in _SCORE.finditer(text):
         score, comparator, number, _ = match.groups()
         add(score.upper(), float(number), _COMPARATOR.get(comparator, comparator), value.text)
+    if not out and code_score:
+        # The code names the score (83053-9: % of tumour cells): a bare "30%" is that score; clone
+        # names ("22C3") are removed first so that their digits are never read as one.
+        number, comparator = number_from_text(_CLONES.sub(" ", text)) if text else (None, None)
+        add(code_score, number, comparator, value.text)
     if not out:
-        add(code_score or None, None, None, value.text)
+        add(None, None, None, value.text)
     return out
 
 

@@ -152,3 +152,10 @@ def test_gbrca_card_names_a_result_of_unknown_origin():
 def test_a_germline_result_silences_the_card():
     assert gbrca_card(obs("g", "50995-0", **answer("LA6577-6")), obs("v", "69548-6", component=[GENE_BRCA2, SOMATIC], **PRESENT)) is None
     assert gbrca_card(obs("v", "69548-6", component=[GENE_BRCA2, GERMLINE], **PRESENT)) is None
+
+
+def test_pdl1_percent_text_on_the_tumour_cell_code_is_a_tps_and_clone_digits_are_no_score():
+    [b] = pdl1("83053-9", valueString="22C3: 30% of viable tumour cells")
+    assert (b.score_type, b.value, b.assay) == ("TPS", 30.0, "22C3")
+    [clone_only] = pdl1(valueString="22C3 positive")
+    assert (clone_only.score_type, clone_only.value, clone_only.result) == (None, None, "positive")
