@@ -22,8 +22,23 @@ def when(value: date | None) -> str:
     return value.isoformat() if value else "date not recorded"
 
 
-def _specimen(status: MarkerStatus) -> str:
+def specimen_words(status: MarkerStatus) -> str:
     return {"primary": "primary tumour sample", "metastasis": "metastasis sample"}.get(status.specimen, "sample site not recorded")
+
+
+def ish_words(status: MarkerStatus) -> str:
+    """The ISH part of a HER2 result; a ratio or copy number that fits no ASCO/CAP group is said so."""
+    ratio = f"HER2/CEP17 ratio {status.ratio:g}" if status.ratio is not None else None
+    copies = f"{status.copies:g} HER2 copies per cell" if status.copies is not None else None
+    if status.ish == "ratio-only":
+        return f"ISH {ratio} without the average HER2 copy number"
+    if status.ish == "copies-only":
+        return f"ISH {copies} without the HER2/CEP17 ratio"
+    if status.ish == "ungrouped":
+        return f"ISH {ratio}, {copies}: no ASCO/CAP group"
+    if ratio and copies:
+        return f"ISH {status.ish}: {ratio}, {copies}"
+    return f"ISH {status.ish}"
 
 
 def marker_fact(status: MarkerStatus) -> Fact:
@@ -38,7 +53,7 @@ def marker_fact(status: MarkerStatus) -> Fact:
         if status.ihc:
             extra.append(f"IHC {status.ihc}")
         if status.ish:
-            extra.append(f"ISH {status.ish}")
+            extra.append(ish_words(status))
         if status.category in HER2_CATEGORY_WORDS and status.status == "negative":
             words = f"negative, {HER2_CATEGORY_WORDS[status.category]}"
         detail = f" ({', '.join(extra)})" if extra else ""
@@ -46,7 +61,7 @@ def marker_fact(status: MarkerStatus) -> Fact:
         detail = f" ({status.percent:g}% of nuclei)" if status.percent is not None else ""
     source = " (coded on a problem-list condition: weaker than a test result)" if status.source == "condition" else ""
     prelim = " [preliminary]" if status.preliminary else ""
-    return Fact(f"{name} {words}{detail}{prelim}, {when(status.date)}, {_specimen(status)}{source}", status.evidence)
+    return Fact(f"{name} {words}{detail}{prelim}, {when(status.date)}, {specimen_words(status)}{source}", status.evidence)
 
 
 def receptor_facts(pic: ClinicalPicture) -> list[Fact]:

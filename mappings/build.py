@@ -13,7 +13,7 @@ from typing import cast
 from .codes import lookup_observation, procedure_kind
 from .conditions import ConditionFacts, read_condition
 from .fhir import Resource, codings, concept_text, effective_date, first_date, parse_date, reference_of, status_code
-from .observations import ObservationFacts, gene_coding, read_fact
+from .observations import ObservationFacts, gene_coding, read_fact, report_origins
 from .picture import ClinicalPicture, MarkerStatus, Unmapped
 from .receptors import (
     MARKER_OF,
@@ -74,6 +74,7 @@ def build_picture(resources: Iterable[Resource], today: date | None = None) -> C
     medications: dict[str, Resource] = {}
     observations: list[tuple[Resource, str, str]] = []
     med_resources: list[tuple[str, Resource]] = []
+    reports: list[tuple[str, Resource, str]] = []  # genomics reports: (reference, resource, element listing results)
     cond = ConditionFacts()
     for ref, res in items:
         rtype = res["resourceType"]
@@ -95,6 +96,8 @@ def build_picture(resources: Iterable[Resource], today: date | None = None) -> C
                 if mismatch:
                     pic.warnings.append(f"{ref}: code sent with an unexpected code system; read by code alone")
                 observations.append((res, ref, concept))
+                if concept == "genomics-report":
+                    reports.append((ref, res, "hasMember"))
             elif rtype == "Specimen":
                 specimens[ref] = res
             elif rtype == "Medication":
@@ -102,6 +105,8 @@ def build_picture(resources: Iterable[Resource], today: date | None = None) -> C
             elif rtype in MEDICATION_TYPES:
                 med_resources.append((ref, res))
             elif rtype in ("Procedure", "DiagnosticReport", "ImagingStudy"):
+                if rtype == "DiagnosticReport":
+                    reports.append((ref, res, "result"))
                 description = res.get("description")
                 text = concept_text(res.get("code")) or (description if isinstance(description, str) else "")
                 for modality in res.get("modality") or []:
@@ -122,7 +127,7 @@ def build_picture(resources: Iterable[Resource], today: date | None = None) -> C
     pic.breast_cancer = bool(cond.breast_cancer)
     dx_dates = [d for _, d in cond.breast_cancer if d]
     pic.diagnosis_date = min(dx_dates) if dx_dates else None
-    obs_facts = ObservationFacts()
+    obs_facts = ObservationFacts(report_origin=report_origins(reports))
     receptor_obs: list[tuple[Resource, str, str]] = []
     for res, ref, concept in observations:
         if concept in RECEPTOR_CONCEPTS:
@@ -190,6 +195,8 @@ def build_picture(resources: Iterable[Resource], today: date | None = None) -> C
         status, _, ref = max(obs_facts.menopause, key=lambda m: m[1] or date.min)
         pic.menopause, pic.menopause_evidence = status, ref
     pic.biomarkers = sorted(obs_facts.biomarkers, key=lambda b: (b.marker, b.date or date.min))
+    pic.labs = sorted(obs_facts.labs, key=lambda lab: (lab.date or date.min, lab.test, lab.reference))
+    pic.complications = sorted(cond.complications, key=lambda c: (c.date or date.min, c.kind, c.reference))
     pic.unmapped = _aggregate(unmapped)
     return pic
 

@@ -9,6 +9,7 @@ alone is unambiguous, and the caller is told so.
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -69,7 +70,12 @@ class Tables:
     drug_names: list[tuple[str, str]] = field(default_factory=list)
     sites: dict[str, dict[str, str]] = field(default_factory=dict)
     genes: dict[str, str] = field(default_factory=dict)  # HGNC id or symbol (upper) -> biomarker
+    gene_symbols: dict[str, str] = field(default_factory=dict)  # HGNC id or symbol (upper) -> symbol
     procedure_keywords: list[tuple[str, str]] = field(default_factory=list)
+    genomic_origin: list[tuple[re.Pattern[str], bool]] = field(default_factory=list)  # word pattern -> germline?
+    complication_keywords: list[tuple[str, str]] = field(default_factory=list)  # lower-case keyword -> complication kind
+    pdl1_codes: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # (system, code) -> (assay, score type)
+    pdl1_terms: list[tuple[re.Pattern[str], str, str]] = field(default_factory=list)  # word pattern -> (assay, score type)
     # code alone -> key, for codes sent with a wrong system; None where the code is ambiguous
     observation_by_code: dict[str, tuple[str, str] | None] = field(default_factory=dict)
     answer_by_code: dict[str, tuple[str, str] | None] = field(default_factory=dict)
@@ -90,6 +96,11 @@ def _by_code(keys: list[tuple[str, str]]) -> dict[str, tuple[str, str] | None]:
             continue
         out[key[1]] = None if key[1] in out else key
     return out
+
+
+def _word(term: str) -> re.Pattern[str]:
+    """A term matched as whole words ("ic" must not match "clinic")."""
+    return re.compile(r"(?<![a-z0-9])" + re.escape(term.lower()) + r"(?![a-z0-9])")
 
 
 @lru_cache(maxsize=1)
@@ -130,9 +141,18 @@ def tables() -> Tables:
     for row in _rows("genes.csv"):
         t.genes[row["hgnc_id"].upper()] = row["biomarker"]
         t.genes[row["symbol"].upper()] = row["biomarker"]
+        t.gene_symbols[row["hgnc_id"].upper()] = t.gene_symbols[row["symbol"].upper()] = row["symbol"]
     pk = _rows("procedure_keywords.csv")
     pk.sort(key=lambda r: (int(r.get("priority") or 100), -len(r["keyword"])))
     t.procedure_keywords = [(r["keyword"].lower(), r["kind"]) for r in pk]
+    t.complication_keywords = [(r["keyword"].lower(), r["kind"]) for r in _rows("complication_keywords.csv")]
+    for row in _rows("genomic_origin.csv"):
+        t.genomic_origin.append((_word(row["term"]), row["origin"] == "germline"))
+    for row in _rows("pdl1_terms.csv"):
+        if row.get("code"):
+            t.pdl1_codes[(norm_system(row["system"]), row["code"])] = (row["assay"], row["score_type"])
+        else:
+            t.pdl1_terms.append((_word(row["term"]), row["assay"], row["score_type"]))
     t.observation_by_code = _by_code(list(t.observation))
     t.answer_by_code = _by_code(list(t.answer))
     return t
@@ -218,9 +238,49 @@ def biomarker_for_gene(code_or_symbol: str) -> str | None:
     return tables().genes.get(key)
 
 
+def gene_symbol(code_or_symbol: str) -> str | None:
+    """The HGNC symbol ("BRCA2") of a gene the tables know, from its HGNC id or symbol."""
+    key = code_or_symbol.strip().upper()
+    if key and not key.startswith("HGNC:") and key.isdigit():
+        key = f"HGNC:{key}"
+    return tables().gene_symbols.get(key)
+
+
 def procedure_kind(text: str) -> str | None:
     low = text.lower()
     for keyword, kind in tables().procedure_keywords:
         if keyword in low:
             return kind
     return None
+
+
+def variant_origin(text: str) -> bool | None:
+    """True (germline) or False (somatic, tumour-only) when a test name or code text states the origin."""
+    low = text.lower()
+    found = {germline for pattern, germline in tables().genomic_origin if pattern.search(low)}
+    return found.pop() if len(found) == 1 else None  # both named ("germline and somatic panel"): unknown
+
+
+def pdl1_code(system: str, code: str) -> tuple[str, str] | None:
+    """(assay, score type) a PD-L1 LOINC code names ("" where it names none)."""
+    return tables().pdl1_codes.get((norm_system(system), code))
+
+
+def pdl1_terms(text: str) -> tuple[list[str], list[str]]:
+    """The PD-L1 assays (clones) and score types a text names, in the table's order."""
+    low = text.lower()
+    assays: list[str] = []
+    scores: list[str] = []
+    for pattern, assay, score in tables().pdl1_terms:
+        if pattern.search(low):
+            if assay and assay not in assays:
+                assays.append(assay)
+            if score and score not in scores:
+                scores.append(score)
+    return assays, scores
+
+
+def complications_from_text(text: str) -> set[str]:
+    """Complications of bone metastases a Condition's name states (pathological fracture, cord compression, ...)."""
+    low = text.lower()
+    return {kind for keyword, kind in tables().complication_keywords if keyword in low}

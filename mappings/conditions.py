@@ -11,14 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from .codes import lookup_body_site, lookup_condition, site_from_text
+from .codes import complications_from_text, lookup_body_site, lookup_condition, site_from_text
 from .fhir import Resource, codings, concept_text, first_date, status_code
-from .picture import Metastasis
+from .picture import Complication, Metastasis
 
 SKIP_VERIFICATION = {"refuted", "entered-in-error"}
 INACTIVE_CLINICAL = {"resolved", "inactive"}
 _METASTASIS_WORDS = ("metasta", "secondary malignant", "secondary neoplasm")
 _REGIONAL_WORDS = ("axilla",)
+COMPLICATIONS = {"pathological-fracture", "spinal-cord-compression", "hypercalcaemia"}
 
 
 @dataclass
@@ -28,6 +29,7 @@ class ConditionFacts:
     metastatic_evidence: list[tuple[str, date | None]] = field(default_factory=list)  # no site (e.g. 315004001, stage IV)
     receptor_status: list[tuple[str, str, str, date | None]] = field(default_factory=list)  # marker, status, ref, date
     unmapped: list[tuple[str, str, str, str]] = field(default_factory=list)  # ref, system, code, display
+    complications: list[Complication] = field(default_factory=list)
 
 
 def condition_date(cond: Resource) -> date | None:
@@ -65,18 +67,28 @@ def read_condition(cond: Resource, ref: str, facts: ConditionFacts) -> None:
         for entry in entries:
             _apply(entry.concept, entry.site, entry.marker, entry.status, cond, ref, when, inactive, entry.display or display, facts)
         break
+    text = concept_text(code).lower()
+    kinds = complications_from_text(text) if text and not inactive else set()
     if not matched:
-        text = concept_text(code).lower()
         if text and any(w in text for w in _METASTASIS_WORDS) and not inactive:
             regional = any(w in text for w in _REGIONAL_WORDS)
             site = site_from_text(text)
             if site == "breast":
                 site = None
             body_site, _ = _site_from_body(cond)
-            facts.metastases.append(Metastasis(
-                site=body_site or site or ("lymph-node" if regional else "other"), reference=ref, date=when,
-                basis="text", display=concept_text(code), regional=regional))
+            site = body_site or site
+            # "Metastatic spinal cord compression" names a complication, not a site of its own.
+            if site or not kinds:
+                facts.metastases.append(Metastasis(
+                    site=site or ("lymph-node" if regional else "other"), reference=ref, date=when,
+                    basis="text", display=concept_text(code), regional=regional))
             matched = True
+    if kinds:
+        # By name, also beside a code that said something else ("bone metastasis with cord compression").
+        coded = {c.kind for c in facts.complications if c.reference == ref}
+        for kind in sorted(kinds - coded):
+            facts.complications.append(Complication(kind, ref, when, "text", concept_text(code)))
+        matched = True
     if not matched:
         system, value, display = first_unmatched or ("", "", concept_text(code))
         facts.unmapped.append((ref, system, value, display))
@@ -114,3 +126,5 @@ def _apply(concept: str, site: str, marker: str, status: str, cond: Resource, re
                 facts.breast_cancer.append((ref, when))
     elif concept == "receptor-status" and marker and status:
         facts.receptor_status.append((marker, status, ref, when))
+    elif concept in COMPLICATIONS and not inactive:
+        facts.complications.append(Complication(concept, ref, when, "code", concept_text(cond.get("code")) or display))

@@ -34,9 +34,10 @@ class ReceptorResult:
     status: str = "unknown"  # ER: positive|low-positive|negative|unknown; PR: positive|negative|unknown; HER2: positive|negative|equivocal|unknown
     percent: float | None = None
     her2_ihc: str | None = None  # 0 | 1+ | 2+ | 3+
-    her2_ish: str | None = None  # amplified | not-amplified | equivocal
+    her2_ish: str | None = None  # amplified | not-amplified | equivocal (as the lab stated it)
     her2_ratio: float | None = None
     her2_copies: float | None = None
+    comparator: str | None = None  # "<", ">", ... when the number came as "less than 1.8" (Synthea FISH text)
     ultralow: bool = False
     kind: str = "presence"  # presence | percent | ihc | ish | ratio | copies | interpretation | condition
     preliminary: bool = False
@@ -81,7 +82,9 @@ class MarkerStatus:
     percent: float | None = None
     category: str = "unknown"  # HER2 only: 0 | ultralow | low | positive | unknown
     ihc: str | None = None
-    ish: str | None = None
+    ish: str | None = None  # amplified | not-amplified | group 2-4 | equivocal | ratio-only | copies-only
+    ratio: float | None = None  # HER2 only: HER2/CEP17 ratio and average HER2 copies per cell, as reported
+    copies: float | None = None
     date: date | None = None
     specimen: str = "unknown"
     evidence: list[str] = field(default_factory=list)
@@ -100,6 +103,10 @@ class MarkerStatus:
         if self.marker == "HER2":
             out = {"status": self.status, "category": self.category, "ihc": self.ihc, "ish": self.ish,
                    "date": _iso(self.date), "specimen": self.specimen, "evidence": self.evidence}
+            if self.ratio is not None:
+                out["ratio"] = self.ratio
+            if self.copies is not None:
+                out["copies"] = self.copies
         out["source"] = self.source
         if self.conflict:
             out["conflict"] = self.conflict
@@ -185,7 +192,15 @@ class Measurement:
 
 @dataclass
 class BiomarkerResult:
-    """A result of a biomarker test (gBRCA, PD-L1, PIK3CA, ESR1, AKT1, PTEN, PALB2)."""
+    """A result of a biomarker test (gBRCA, sBRCA, BRCA, PD-L1, PIK3CA, ESR1, AKT1, PTEN, PALB2).
+
+    BRCA1/2: ``marker`` is "gBRCA" only for a germline result (genomic source class germline, or a
+    germline test code whose origin is not stated otherwise), "sBRCA" for a somatic or tumour-only
+    result, "BRCA" when the origin is not recorded; ``germline`` keeps True/False/None.
+    PD-L1: ``value`` is the score of ``score_type`` (CPS | TPS | IC) read with ``assay`` (22C3, SP142,
+    28-8, SP263) where the data names them; a score reported as "< n" keeps value None (an upper
+    bound is not a score a threshold may be checked against) and says so in ``comparator``.
+    """
 
     marker: str
     result: str  # positive | negative | detected | not-detected | unknown
@@ -194,16 +209,61 @@ class BiomarkerResult:
     germline: bool | None = None
     value: float | None = None
     detail: str | None = None
+    score_type: str | None = None  # PD-L1: CPS | TPS | IC
+    assay: str | None = None  # PD-L1 clone: 22C3 | SP142 | 28-8 | SP263
+    comparator: str | None = None  # PD-L1 score reported with <, <=, >, >=
+    origin_basis: str | None = None  # how germline/somatic was decided: source-class | report | test-code | test-name
+    gene: str | None = None  # the gene tested where the marker groups several (BRCA1, BRCA2, BRCA1/2)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"marker": self.marker, "result": self.result, "date": _iso(self.date), "evidence": self.reference}
         if self.germline is not None:
             out["germline"] = self.germline
+        if self.origin_basis:
+            out["originBasis"] = self.origin_basis
+        if self.gene:
+            out["gene"] = self.gene
+        if self.score_type:
+            out["scoreType"] = self.score_type
         if self.value is not None:
             out["value"] = self.value
+        if self.comparator:
+            out["comparator"] = self.comparator
+        if self.assay:
+            out["assay"] = self.assay
         if self.detail:
             out["detail"] = self.detail
         return out
+
+
+@dataclass
+class Complication:
+    """A complication of bone metastases recorded as a problem (Condition), by code or by its name."""
+
+    kind: str  # pathological-fracture | spinal-cord-compression | hypercalcaemia
+    reference: str
+    date: date | None
+    basis: str  # code | text
+    display: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "date": _iso(self.date), "evidence": self.reference, "basis": self.basis, "display": self.display}
+
+
+@dataclass
+class LabResult:
+    """A laboratory value the rules read (calcium, albumin), as reported, with its upper reference limit."""
+
+    test: str  # calcium-total | calcium-corrected | albumin
+    value: float
+    unit: str | None
+    date: date | None
+    reference: str
+    high: float | None = None  # upper limit of the reference range, in ``unit``
+
+    def to_json(self) -> dict[str, Any]:
+        return {"test": self.test, "value": self.value, "unit": self.unit, "high": self.high, "date": _iso(self.date),
+                "evidence": self.reference}
 
 
 @dataclass
@@ -246,6 +306,8 @@ class ClinicalPicture:
     grade: Measurement | None = None
     progression: list[Measurement] = field(default_factory=list)
     procedures: list[dict[str, Any]] = field(default_factory=list)
+    complications: list[Complication] = field(default_factory=list)  # pathological fracture, cord compression, hypercalcaemia
+    labs: list[LabResult] = field(default_factory=list)  # calcium and albumin, oldest first
     hr_override: tuple[str, list[str]] | None = None  # combined ER+PR result when neither is known alone
     unmapped: list[Unmapped] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -332,6 +394,8 @@ class ClinicalPicture:
             "menopause": {"status": self.menopause, "evidence": self.menopause_evidence},
             "biomarkers": [b.to_json() for b in self.biomarkers],
             "grade": self.grade.to_json() if self.grade else None,
+            "complications": [c.to_json() for c in self.complications],
+            "labs": [lab.to_json() for lab in self.labs],
             "unmapped": [
                 {"reference": u.reference, "system": u.system, "code": u.code, "display": u.display, "count": u.count, "reason": u.reason}
                 for u in self.unmapped

@@ -196,17 +196,15 @@ def _read_her2(concept: str, value: Value, result: ReceptorResult) -> None:
         if value.meaning in ("positive", "negative", "equivocal"):
             result.her2_ish = {"positive": "amplified", "negative": "not-amplified"}.get(value.meaning, "equivocal")
         elif value.number is not None:
-            # Synthea sends the ratio as text: "less than 1.8" / "greater than 2.2" (2007 cut-offs).
-            result.her2_ratio = value.number
-            if value.comparator in (">", ">=") and value.number >= 2.0:
-                result.her2_ish = "amplified"
-            elif value.comparator in ("<", "<=") and value.number <= 2.0:
-                result.her2_ish = "not-amplified"
+            # Synthea sends the ratio as text: "less than 1.8" / "greater than 2.2" (2007 cut-offs). A
+            # ratio is not a result on its own (ASCO/CAP 2018 groups need the copy number too): the
+            # sample's consolidation decides what it can.
+            result.her2_ratio, result.comparator = value.number, value.comparator
             result.note = f"ISH reported as '{value.text}'" if value.text else None
         result.status = {"amplified": "positive", "not-amplified": "negative"}.get(result.her2_ish or "", "unknown")
     elif concept == "her2-ratio":
         result.kind = "ratio"
-        result.her2_ratio = value.number
+        result.her2_ratio, result.comparator = value.number, value.comparator
     elif concept == "her2-copies":
         result.kind = "copies"
         result.her2_copies = value.number
@@ -225,20 +223,55 @@ class SampleStatus:
     category: str = "unknown"
     ihc: str | None = None
     ish: str | None = None
+    ratio: float | None = None
+    copies: float | None = None
     evidence: list[str] = field(default_factory=list)
     conflict: str | None = None
     preliminary: bool = False
 
 
-def _ish_group(ratio: float, copies: float) -> int:
-    """ASCO/CAP 2018 dual-probe ISH group (1-5)."""
-    if ratio >= 2.0:
-        return 1 if copies >= 4.0 else 2
-    if copies >= 6.0:
-        return 3
-    if copies >= 4.0:
-        return 4
-    return 5
+# The dual-probe groups by (ratio >= 2.0, copy-number band: "<4", "4-6", ">=6") (ASCO/CAP 2018).
+_GROUP_OF = {(True, "<4"): 2, (True, "4-6"): 1, (True, ">=6"): 1, (False, "<4"): 5, (False, "4-6"): 4, (False, ">=6"): 3}
+
+
+def _ratio_at_least_2(ratio: float | None, comparator: str | None) -> bool | None:
+    """Whether the ratio is >= 2.0; None when unknown ("less than 2.2" could be either)."""
+    if ratio is None:
+        return None
+    if comparator in ("<", "<="):
+        return False if ratio < 2.0 or (comparator == "<" and ratio == 2.0) else None
+    if comparator in (">", ">="):
+        return True if ratio >= 2.0 else None
+    return ratio >= 2.0
+
+
+def _copy_band(copies: float | None) -> str | None:
+    if copies is None:
+        return None
+    return "<4" if copies < 4.0 else "4-6" if copies < 6.0 else ">=6"
+
+
+def _group_status(group: int, ihc: str | None) -> str:
+    """HER2 status of a dual-probe group given the concurrent IHC ("neg" = IHC negative without a score)."""
+    if ihc == "3+":
+        return "positive"
+    if group == 1:
+        return "positive"
+    if group == 3:
+        return "positive" if ihc == "2+" else "negative" if ihc in ("0", "1+", "neg") else "unknown"
+    return "negative"
+
+
+def _ungrouped_status(ratio_high: bool | None, band: str | None, ihc: str | None) -> str:
+    """Status of an ISH result that lacks the ratio or the copy number (so no group can be named).
+
+    Every group the known half allows is tried: when they all give one status (e.g. ratio < 2.0 with
+    IHC 0/1+: groups 3-5 are all negative), that is the status; otherwise the result cannot be placed
+    in an ASCO/CAP 2018 group and the status is equivocal (no status is guessed).
+    """
+    groups = {g for (high, b), g in _GROUP_OF.items() if ratio_high in (None, high) and band in (None, b)}
+    statuses = {_group_status(g, ihc) for g in groups}
+    return statuses.pop() if len(statuses) == 1 and "unknown" not in statuses else "equivocal"
 
 
 def _consolidate_er_pr(marker: str, results: list[ReceptorResult], out: SampleStatus) -> None:
@@ -265,7 +298,8 @@ def _consolidate_er_pr(marker: str, results: list[ReceptorResult], out: SampleSt
 
 def _consolidate_her2(results: list[ReceptorResult], out: SampleStatus) -> None:
     ihc_scores = {r.her2_ihc for r in results if r.her2_ihc}
-    ratio = next((r.her2_ratio for r in results if r.her2_ratio is not None and r.kind in ("ratio", "ish")), None)
+    ratio_result = next((r for r in results if r.her2_ratio is not None and r.kind in ("ratio", "ish")), None)
+    ratio, ratio_comparator = (ratio_result.her2_ratio, ratio_result.comparator) if ratio_result else (None, None)
     copies = next((r.her2_copies for r in results if r.her2_copies is not None), None)
     ish_values = {r.her2_ish for r in results if r.her2_ish}
     stated = {r.status for r in results if r.kind in ("interpretation", "presence") and r.status != "unknown"}
@@ -275,33 +309,42 @@ def _consolidate_her2(results: list[ReceptorResult], out: SampleStatus) -> None:
         return
     ihc = next(iter(ihc_scores), None)
     out.ihc = ihc
-    group = None
+    out.ratio, out.copies = ratio, copies
+    # IHC negative without a score is 0 or 1+: enough to read ISH groups 3-5 as negative.
+    ihc_known = ihc or ("neg" if any(r.kind == "presence" and r.status == "negative" for r in results) else None)
+    ratio_high, band = _ratio_at_least_2(ratio, ratio_comparator), _copy_band(copies)
+    group = _GROUP_OF[(ratio_high, band)] if ratio_high is not None and band is not None else None
     ish = None
-    if ratio is not None and copies is not None:
-        group = _ish_group(ratio, copies)
+    ungrouped = None
+    if group is not None:
         ish = {1: "amplified", 5: "not-amplified"}.get(group, f"group {group}")
     elif len(ish_values) == 1:
         ish = ish_values.pop()
-    elif ratio is not None and not ish_values:
-        ish = "amplified" if ratio >= 2.0 else "not-amplified"
     elif len(ish_values) > 1:
         out.conflict = "HER2 ISH results of one sample disagree"
         return
+    elif ratio is not None or copies is not None:
+        # ASCO/CAP 2018: a ratio without the average HER2 copy number (or the reverse) is no group.
+        ish = "ratio-only" if copies is None else "copies-only" if ratio is None else "ungrouped"
+        ungrouped = _ungrouped_status(ratio_high, band, ihc_known)
     out.ish = ish
 
     status = "unknown"
     if ihc == "3+":
         status = "positive"
-    elif group == 2 or group == 4:
-        status = "negative"
-    elif group == 3:
-        status = "positive" if ihc == "2+" else ("negative" if ihc in ("0", "1+") else "equivocal")
+    elif group is not None:
+        status = _group_status(group, ihc_known)
+        status = "equivocal" if status == "unknown" else status
+    elif ungrouped is not None:
+        status = ungrouped
     elif ish == "amplified":
         status = "positive"
     elif ish == "not-amplified":
         status = "negative"
     elif ihc == "2+":
         status = "equivocal"
+    elif ish == "equivocal" and ihc not in ("0", "1+"):
+        status = "equivocal"  # no "equivocal" ISH category since 2018: it places the result in no group
     elif ihc in ("0", "1+"):
         status = "negative"
     elif len(stated) == 1:
@@ -309,6 +352,10 @@ def _consolidate_her2(results: list[ReceptorResult], out: SampleStatus) -> None:
     elif len(stated) > 1:
         out.conflict = f"HER2 results of one sample disagree: {', '.join(sorted(stated))}"
         return
+    if ungrouped == "equivocal":
+        # An IHC "negative" was already weighed against every group; only the lab's overall
+        # interpretation (e.g. 48676-1) may settle an ISH result that fits no group.
+        stated = {r.status for r in results if r.kind == "interpretation" and r.status != "unknown"}
     if stated and status != "unknown" and len(stated) == 1 and next(iter(stated)) not in (status, "equivocal"):
         if status != "equivocal":
             out.conflict = f"HER2 reported {next(iter(stated))} but IHC/ISH results give {status}"
@@ -362,6 +409,7 @@ def current_status(marker: str, samples: list[SampleStatus]) -> MarkerStatus:
     status.percent = chosen.percent
     status.category = chosen.category if marker == "HER2" else "unknown"
     status.ihc, status.ish = chosen.ihc, chosen.ish
+    status.ratio, status.copies = chosen.ratio, chosen.copies
     status.date, status.specimen = chosen.date, chosen.specimen
     status.evidence = chosen.evidence
     status.source = "observation"

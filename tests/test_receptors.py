@@ -79,10 +79,43 @@ def test_her2_ish_groups_settle_ihc_2plus(ratio, copies, ihc, status):
 
 
 def test_synthea_fish_strings():
+    """Synthea's FISH text is a ratio without a copy number: IHC negative makes it negative (groups 3-5
+    are all negative with IHC 0/1+); "greater than 2.2" alone is group 1 or 2, so it is not amplified."""
     neg = picture(obs("ihc", "85319-2", **cc("260385009", SCT)), obs("f", "85318-4", valueString="less than 1.8"))
-    assert (neg.her2.status, neg.her2.ish, neg.her2.category) == ("negative", "not-amplified", "unknown")
-    pos = picture(obs("f", "85318-4", valueString="greater than 2.2"))
-    assert pos.her2.status == "positive"
+    assert (neg.her2.status, neg.her2.ish, neg.her2.category) == ("negative", "ratio-only", "unknown")
+    alone = picture(obs("f", "85318-4", valueString="greater than 2.2"))
+    assert (alone.her2.status, alone.her2.ish, alone.subtype) == ("equivocal", "ratio-only", "unknown")
+
+
+@pytest.mark.parametrize("ihc,ratio,copies,status,ish", [
+    (None, 2.4, None, "equivocal", "ratio-only"),             # group 1 or 2: not read as amplified (ASCO/CAP 2018)
+    (None, 2.4, 4.5, "positive", "amplified"),               # group 1: the near miss
+    ("LA11842-4", 2.4, None, "equivocal", "ratio-only"),     # IHC 2+ with a ratio only: still no group
+    ("LA11841-6", 2.4, None, "equivocal", "ratio-only"),     # IHC 1+: group 1 would be positive, group 2 negative
+    ("LA11843-2", 2.4, None, "positive", "ratio-only"),      # IHC 3+ decides
+    ("LA11841-6", 1.5, None, "negative", "ratio-only"),      # groups 3-5 are all negative with IHC 1+
+    ("LA11842-4", 1.5, None, "equivocal", "ratio-only"),     # group 3 with IHC 2+ would be positive
+    (None, 1.5, None, "equivocal", "ratio-only"),            # group 3 needs the concurrent IHC
+    ("LA11842-4", None, 3.0, "negative", "copies-only"),     # < 4 copies: group 2 or 5, both negative without IHC 3+
+    ("LA11842-4", None, 7.0, "positive", "copies-only"),     # >= 6 copies: group 1 or 3, both positive with IHC 2+
+    (None, None, 7.0, "equivocal", "copies-only"),           # group 3 without IHC cannot be settled
+])
+def test_her2_ish_needs_ratio_and_copy_number(ihc, ratio, copies, status, ish):
+    items = [obs("ihc", "85319-2", **cc(ihc))] if ihc else []
+    if ratio is not None:
+        items.append(obs("r", "49683-6", valueQuantity={"value": ratio}))
+    if copies is not None:
+        items.append(obs("c", "74860-8", valueQuantity={"value": copies}))
+    p = picture(*items)
+    assert (p.her2.status, p.her2.ish) == (status, ish)
+    assert (p.her2.ratio, p.her2.copies) == (ratio, copies)
+    if status == "equivocal":
+        assert p.subtype == "unknown"
+
+
+def test_overall_interpretation_can_settle_an_ungrouped_ratio():
+    p = picture(obs("r", "49683-6", valueQuantity={"value": 2.4}), obs("i", "48676-1", **cc("LA6577-6")))
+    assert p.her2.status == "negative"
 
 
 def test_ultralow_only_when_the_data_says_so():
@@ -132,3 +165,36 @@ def test_history_keeps_both_the_collection_date_and_the_result_date():
     entry = p.to_json()["receptorHistory"][0]
     assert entry["specimenDate"] == "2025-01-09" and entry["date"] == "2025-01-14"
     assert p.to_json()["er"]["date"] == "2025-01-09"
+
+
+def her2_card(*resources):
+    import uuid
+
+    from cds_hooks.evaluate import evaluate
+
+    pic = picture(*resources)
+    found = [c for c in evaluate("patient-view", pic, hook_instance=str(uuid.uuid4()), today=date(2026, 11, 22), max_cards=100)
+             if c["source"]["topic"]["code"] == "her2-equivocal"]
+    return found[0] if found else None
+
+
+def test_her2_equivocal_card_asks_for_reflex_ish():
+    card = her2_card(obs("ihc", "85319-2", **cc("LA11842-4")))
+    assert card["indicator"] == "warning" and "IHC 2+" in card["summary"]
+    [suggestion] = card["suggestions"]
+    resource = suggestion["actions"][0]["resource"]
+    assert resource["resourceType"] == "ServiceRequest" and "average HER2 copy number" in resource["code"]["text"]
+    assert resource["reasonReference"] == [{"reference": "Observation/ihc"}]
+
+
+def test_her2_equivocal_card_for_a_ratio_without_copy_number_and_its_near_miss():
+    ratio_only = her2_card(obs("ihc", "85319-2", **cc("LA11842-4")), obs("r", "49683-6", valueQuantity={"value": 2.4}))
+    assert "ratio without average copy number" in ratio_only["summary"]
+    assert "2.4 without the average HER2 copy number" in ratio_only["detail"]
+    assert her2_card(obs("ihc", "85319-2", **cc("LA11842-4")), obs("r", "49683-6", valueQuantity={"value": 2.4}),
+                     obs("c", "74860-8", valueQuantity={"value": 4.5})) is None
+
+
+def test_a_later_sample_settles_an_earlier_ihc_2plus():
+    assert her2_card(obs("ihc", "85319-2", when="2024-01-10", **cc("LA11842-4")),
+                     obs("ihc2", "85319-2", when="2025-03-01", **cc("LA11841-6"))) is None

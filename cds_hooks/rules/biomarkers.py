@@ -7,7 +7,7 @@ from datetime import date
 from mappings.picture import ClinicalPicture
 
 from ..cards import Draft, Fact
-from ..describe import marker_fact, receptor_facts
+from ..describe import marker_fact, receptor_facts, when
 from ..knowledge import Knowledge
 from .common import create, service_request
 
@@ -23,10 +23,24 @@ def biomarker_card(code: str, pic: ClinicalPicture, k: Knowledge, basis: list[Fa
                  [create(rule["order_label"], sr)])
 
 
+_RESULT_WORDS = {"detected": "variant detected", "positive": "positive", "negative": "negative", "not-detected": "no variant detected"}
+
+
 def biomarker_gbrca(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Draft]:
+    """Germline BRCA1/2 is what PARP inhibitors need: a somatic or origin-unknown BRCA result is named, not counted."""
     if not pic.metastatic or pic.her2.status != "negative" or has_result(pic, "gBRCA"):
         return []
-    return [biomarker_card("biomarker-gbrca", pic, k, [marker_fact(pic.her2)], "HER2-negative metastatic disease without germline BRCA1/2 result: test for PARP inhibitor eligibility")]
+    rule = k.rule("biomarker-gbrca")
+    facts = [marker_fact(pic.her2)]
+    seen = pic.biomarker("sBRCA", "BRCA")
+    for b in seen:
+        what = rule["somatic"] if b.marker == "sBRCA" else rule["unknown_origin"]
+        facts.append(Fact(f"{b.gene or 'BRCA1/2'} {_RESULT_WORDS.get(b.result, 'result')} on {when(b.date)}, {what}", [b.reference]))
+    if any(b.marker == "sBRCA" for b in seen):
+        text = "HER2-negative metastatic disease: only a tumour-only (somatic) BRCA result, no germline BRCA1/2 test for PARP inhibitors"
+    else:
+        text = "HER2-negative metastatic disease without germline BRCA1/2 result: test for PARP inhibitor eligibility"
+    return [biomarker_card("biomarker-gbrca", pic, k, facts, text)]
 
 
 def biomarker_pdl1(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Draft]:

@@ -7,8 +7,8 @@ words come from knowledge.yaml and the conditions from ../shared/card-contract.m
 from __future__ import annotations
 
 from .biomarkers import biomarker_gbrca, biomarker_her2_low, biomarker_pdl1, biomarker_pik3ca_esr1
-from .metastases import bone_targeted_agent, brain_metastasis, oligometastatic, staging_workup
-from .receptors import biopsy_reassessment, receptor_discordance, receptor_status_missing
+from .metastases import bone_complication, bone_targeted_agent, brain_metastasis, oligometastatic, staging_workup
+from .receptors import biopsy_reassessment, her2_equivocal, receptor_discordance, receptor_status_missing
 from .summary import summary
 from .therapy import resistance_risk, therapy_options
 
@@ -17,6 +17,7 @@ RULES = (
     receptor_status_missing,
     biopsy_reassessment,
     receptor_discordance,
+    her2_equivocal,
     biomarker_gbrca,
     biomarker_pdl1,
     biomarker_pik3ca_esr1,
@@ -24,6 +25,7 @@ RULES = (
     therapy_options,
     resistance_risk,
     bone_targeted_agent,
+    bone_complication,
     brain_metastasis,
     oligometastatic,
     staging_workup,

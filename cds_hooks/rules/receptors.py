@@ -8,7 +8,7 @@ from mappings.codes import tables
 from mappings.picture import ClinicalPicture
 
 from ..cards import Draft, Fact
-from ..describe import marker_fact, sites_fact, when
+from ..describe import marker_fact, sites_fact, specimen_words, when
 from ..knowledge import Knowledge
 from .common import create, service_request
 
@@ -64,3 +64,28 @@ def receptor_discordance(pic: ClinicalPicture, k: Knowledge, today: date) -> lis
         facts.append(Fact(f"{d['marker']}: {d['from']} on {d['fromDate'] or 'undated'} ({d['fromSpecimen']} sample) → {d['to']} on {d['toDate'] or 'undated'} ({d['toSpecimen']} sample)", d["evidence"]))
     return [Draft("receptor-discordance", f"Receptor discordance between samples: {', '.join(changed)}", facts,
                   k.rule("receptor-discordance")["guidance"])]
+
+
+_UNGROUPED_ISH = {"ratio-only", "copies-only", "ungrouped"}
+
+
+def her2_equivocal(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Draft]:
+    """The latest HER2 result cannot decide therapy yet: IHC 2+ awaiting ISH, or an ISH report that fits no ASCO/CAP group."""
+    her2 = pic.her2
+    if her2.status != "equivocal" or her2.source != "observation":
+        return []
+    rule = k.rule("her2-equivocal")
+    on = f"{when(her2.date)}, {specimen_words(her2)}"
+    if her2.ish in _UNGROUPED_ISH or (her2.ish or "").startswith("group"):
+        what = "ratio without average copy number" if her2.ish == "ratio-only" else "result"
+        reason, text = "ish", f"HER2 ISH {what} ({when(her2.date)}) fits no ASCO/CAP group: HER2 unknown until ISH is complete"
+        label = "Order HER2 ISH reporting ratio and average copy number"
+    elif her2.ihc == "2+" and not her2.ish:
+        reason, text = "ihc", f"HER2 IHC 2+ on {when(her2.date)} without ISH: reflex ISH needed before HER2 decides therapy"
+        label = "Order reflex HER2 ISH"
+    else:
+        reason, text = "equivocal", f"HER2 equivocal on {when(her2.date)}: IHC and ISH needed before HER2 decides therapy"
+        label = "Order HER2 ISH"
+    facts = [marker_fact(her2), Fact("No subtype assigned until HER2 is settled")]
+    sr = service_request(rule["service_request_text"], pic.patient, her2.evidence, note=f"Sample of {on}")
+    return [Draft("her2-equivocal", text, facts, [rule["reasons"][reason], *rule["guidance"]], [create(label, sr)])]

@@ -72,7 +72,18 @@ def overview(pic: dict[str, Any]) -> Table:
     if pic["priorTherapyClasses"]:
         grid.add_row("Therapy classes", ", ".join(pic["priorTherapyClasses"]))
     for b in pic.get("biomarkers") or []:
-        grid.add_row(b["marker"], f"{b['result']} on {b['date']}" + (f": {b['detail']}" if b.get("detail") else "") + f" ({b['evidence']})")
+        score = f", {b['scoreType'] or 'score'} {b.get('comparator') or ''}{_num(b['value'])}" if b.get("value") is not None else ""
+        extra = [f"{b['gene']}" if b.get("gene") else "", f"assay {b['assay']}" if b.get("assay") else "",
+                 f"origin from {b['originBasis']}" if b.get("originBasis") else ""]
+        extra_text = f" [{', '.join(e for e in extra if e)}]" if any(extra) else ""
+        grid.add_row(b["marker"], f"{b['result']}{score} on {b['date']}{extra_text}" + (f": {b['detail']}" if b.get("detail") else "") + f" ({b['evidence']})")
+    for c in pic.get("complications") or []:
+        grid.add_row(c["kind"], f"{c['date']} by {c['basis']}: {c['display']} ({c['evidence']})")
+    for test in ("calcium-corrected", "calcium-total", "albumin"):
+        latest = [lab for lab in pic.get("labs") or [] if lab["test"] == test][-1:]
+        for lab in latest:
+            high = f", upper limit {_num(lab['high'])}" if lab.get("high") is not None else ""
+            grid.add_row(f"{test} (latest)", f"{_num(lab['value'])} {lab.get('unit') or ''} on {lab['date']}{high} ({lab['evidence']})")
     return grid
 
 
