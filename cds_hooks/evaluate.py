@@ -88,6 +88,14 @@ def findings(drafts: list[Draft]) -> list[dict[str, Any]]:
     return out
 
 
+def each_card(hook: str, pic: ClinicalPicture, *, today: date, hook_instance: str = "each-card", **kwargs: Any) -> list[dict[str, Any]]:
+    """Every draft rendered as its own card, nothing merged or shortened: a rule's card as it would
+    read on its own (rule-level tests, the viewer's list of findings)."""
+    from .cards import render
+
+    return [render(d, knowledge(), hook_instance) for d in fire(hook, pic, today=today, **kwargs)]
+
+
 def evaluate(
     hook: str,
     pic: ClinicalPicture,

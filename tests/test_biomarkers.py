@@ -126,14 +126,12 @@ def test_pdl1_two_scores_in_one_report():
 # -- biomarker-gbrca card --------------------------------------------------------------------
 
 def gbrca_card(*resources):
-    import uuid
-
-    from cds_hooks.evaluate import evaluate
+    from cds_hooks.evaluate import each_card
 
     met = {"resourceType": "Condition", "id": "m", "code": {"coding": [{"system": SCT, "code": "94381002"}]}, "onsetDateTime": "2026-05-01"}
     her2 = obs("h", "85319-2", **answer("LA6111-4"))
     pic = build_picture([BC, met, her2, *resources], today=date(2026, 11, 1))
-    found = [c for c in evaluate("patient-view", pic, hook_instance=str(uuid.uuid4()), today=date(2026, 11, 1), max_cards=100)
+    found = [c for c in each_card("patient-view", pic, today=date(2026, 11, 1))
              if c["source"]["topic"]["code"] == "biomarker-gbrca"]
     return found[0] if found else None
 

@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import date
 
 import pytest
 
-from cds_hooks.evaluate import evaluate
+from cds_hooks.evaluate import each_card
 from mappings.build import build_picture
 from mappings.labs import albumin_g_dl, calcium_mg_dl, convert_calcium
 
@@ -50,7 +49,7 @@ def agent(mid, code=None, text=None, dose=None, status="active"):
 
 def cards(*resources):
     pic = build_picture([BC, *resources], today=TODAY)
-    return {c["source"]["topic"]["code"]: c for c in evaluate("patient-view", pic, hook_instance=str(uuid.uuid4()), today=TODAY, max_cards=100)}
+    return {c["source"]["topic"]["code"]: c for c in each_card("patient-view", pic, today=TODAY)}
 
 
 # -- units -----------------------------------------------------------------------------------
@@ -94,7 +93,7 @@ def test_bone_agent_counts_only_at_an_oncology_dose(medication, fires, says):
 def test_recorded_complications_with_bone_metastases_are_urgent(complication):
     found = cards(BONE, complication)
     assert found["bone-complication"]["indicator"] == "warning"
-    assert f"Condition/{complication['id']}" in found["bone-complication"]["detail"]
+    assert f"Condition/{complication['id']}" in found["bone-complication"]["extension"]["mbc-cds-hooks.evidence"]
 
 
 @pytest.mark.parametrize("site,complication", [

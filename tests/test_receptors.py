@@ -168,12 +168,10 @@ def test_history_keeps_both_the_collection_date_and_the_result_date():
 
 
 def her2_card(*resources):
-    import uuid
-
-    from cds_hooks.evaluate import evaluate
+    from cds_hooks.evaluate import each_card
 
     pic = picture(*resources)
-    found = [c for c in evaluate("patient-view", pic, hook_instance=str(uuid.uuid4()), today=date(2026, 11, 22), max_cards=100)
+    found = [c for c in each_card("patient-view", pic, today=date(2026, 11, 22))
              if c["source"]["topic"]["code"] == "her2-equivocal"]
     return found[0] if found else None
 
