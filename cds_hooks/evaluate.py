@@ -47,7 +47,9 @@ def evaluate(
     gaps: list[Gap] | None = None,
     draft_entries: list[dict[str, Any]] | None = None,
     selections: list[str] | None = None,
+    viewer_url: str | None = None,
 ) -> list[dict[str, Any]]:
+    """``viewer_url``: the timeline viewer's SMART launch URL, linked from the summary card when given."""
     k = knowledge()
     gaps = gaps or []
     drafts: list[Draft] = []
@@ -64,4 +66,17 @@ def evaluate(
     # Conditions) could not be read.
     if pic.breast_cancer or any(g.key == "conditions" for g in gaps):
         drafts.extend(data_incomplete(gaps, pic, unknown_orders if pic.breast_cancer else [], k))
-    return finalise(drafts, k, hook_instance, max_cards)
+    cards = finalise(drafts, k, hook_instance, max_cards)
+    if viewer_url:
+        add_viewer_link(cards, viewer_url)
+    return cards
+
+
+VIEWER_LINK_LABEL = "MBC timeline: receptors, sites, lines of therapy, LVEF"
+
+
+def add_viewer_link(cards: list[dict[str, Any]], url: str) -> None:
+    """A ``smart`` link (CDS Hooks 2.0 Link: the EHR launches it with ``iss`` and ``launch``) on the summary card."""
+    for card in cards:
+        if card["source"]["topic"]["code"] == "mbc-summary":
+            card.setdefault("links", []).append({"label": VIEWER_LINK_LABEL, "url": url, "type": "smart"})
