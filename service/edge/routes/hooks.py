@@ -14,6 +14,7 @@ from mappings.build import build_picture
 
 from ...metrics import count_cards
 from ...settings import Settings
+from ...viewer.routes import launch_url
 from ..auth import require_auth
 from ..hook_request import RequestError, parse_hook_request
 from ..prefetch import gather
@@ -58,6 +59,7 @@ def router(settings: Settings, catalog: dict[str, Service]) -> APIRouter:
             service.hook, picture, hook_instance=hook.request.hookInstance, today=today, max_cards=settings.max_cards,
             gaps=data.gaps, draft_entries=draft.get("entry") if isinstance(draft, dict) else None,
             selections=context.get("selections"),
+            viewer_url=launch_url(settings, request) if settings.viewer_enabled and service.hook == "patient-view" else None,
         )
         rules = [c["source"]["topic"]["code"] for c in cards]
         log.info("hook answered", extra={
