@@ -241,7 +241,12 @@ def test_ehr_launch_shows_the_patients_course(env: Env, page: Any, patient: str)
     # 1280x800: the timeline fits the width; a narrow screen: nothing overflows the page sideways.
     assert page.evaluate("document.querySelector('#timeline').getBoundingClientRect().width <= window.innerWidth")
     page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    assert wait_done(page) == "ready"
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    # drawn at its own width and scrolled sideways in its box, not shrunk to unreadable text
+    assert page.evaluate("(() => { const s = document.querySelector('#timeline');"
+                         " return Math.abs(s.viewBox.baseVal.width - s.getBoundingClientRect().width) < 1; })()")
 
 
 def test_standalone_launch_with_v2_scopes_and_a_patient_picker(env: Env, page: Any) -> None:

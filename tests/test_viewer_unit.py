@@ -186,6 +186,21 @@ def test_launch_and_callback_refusals(tmp_path: Path):
             assert (response.status_code, response.json()["error"]) == (status, err), url
 
 
+def test_callback_only_in_the_browser_that_launched(tmp_path: Path):
+    """A launch's state is bound to a cookie: a callback link sent to someone else gives no session."""
+    settings = make_settings(tmp_path, viewer_enabled=True, viewer_fhir_servers=["https://a.example.org/fhir"])
+    with TestClient(create_app(settings)) as client:
+        sessions = client.app.state.viewer_sessions  # type: ignore[attr-defined]
+        pending = {"iss": "https://a.example.org/fhir", "tokenEndpoint": "https://as.example.org/token", "verifier": "v" * 64,
+                   "redirectUri": "http://testserver/viewer/callback"}
+        client.portal.call(sessions.put, LAUNCH, pending, 60, "state-of-another-browser")
+        response = client.get("/viewer/callback?code=abc&state=state-of-another-browser", follow_redirects=False)
+        assert (response.status_code, response.json()["error"]) == (400, "launch-not-from-this-browser")
+        assert "set-cookie" not in response.headers
+        again = client.get("/viewer/callback?code=abc&state=state-of-another-browser", follow_redirects=False)
+        assert again.json()["error"] == "unknown-launch"  # single use, even when refused
+
+
 @pytest.mark.parametrize("body, ok", [
     (b"", True), (b"{}", True), (b'{"fhirServer": "https://x/fhir", "patient": "p-1.2"}', True),
     (b"{", False), (b"null", False), (b'{"patient": "a/b"}', False), (b'{"token": "t"}', False), (b'{"patient": 1}', False),

@@ -7,12 +7,12 @@ FHIR only from servers on ``MBC_VIEWER_FHIR_SERVERS``. Nothing logged names the 
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from datetime import datetime, timezone
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 from authlib.common.security import generate_token
@@ -34,6 +34,7 @@ PREFIX = "/viewer"
 LAUNCH_PATH = f"{PREFIX}/launch"
 CALLBACK_PATH = f"{PREFIX}/callback"
 COOKIE = "mbc_viewer_session"
+LAUNCH_COOKIE = "mbc_viewer_launch"  # binds a launch's state to the browser that started it (no login CSRF)
 LAUNCH_SECONDS = 600  # from the redirect to the authorization server until its callback
 MAX_API_BODY = 4096
 # Everything from this origin, nothing from outside (hospitals run offline); no inline script.
@@ -129,6 +130,12 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
+def _cookie(response: Response, settings: Settings, request: Request, name: str, value: str, max_age: int, path: str) -> None:
+    # Cross-site frames (an EHR embedding the viewer) need SameSite=None, which browsers accept only with Secure (https).
+    secure = public_base(settings, request).startswith("https:")
+    response.set_cookie(name, value, max_age=max_age, path=path, httponly=True, secure=secure, samesite="none" if secure else "lax")
+
+
 def router(settings: Settings) -> APIRouter:
     api = APIRouter(include_in_schema=False)
     api.include_router(static_router())
@@ -158,7 +165,9 @@ def router(settings: Settings) -> APIRouter:
             log.info("viewer launch refused", extra={"event": "viewer", "step": "launch", "status": exc.status, "error": exc.error})
             return error(exc.status, exc.error, exc.message, exc.details)
         log.info("viewer launch", extra={"event": "viewer", "step": "launch", "status": 302, "ehr_launch": launch is not None})
-        return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
+        response = RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
+        _cookie(response, settings, request, LAUNCH_COOKIE, state, LAUNCH_SECONDS, CALLBACK_PATH)
+        return response
 
     @api.get(CALLBACK_PATH)
     async def callback(request: Request, code: str | None = None, state: str | None = None) -> Response:
@@ -166,12 +175,15 @@ def router(settings: Settings) -> APIRouter:
         try:
             if not state:
                 raise RequestError(400, "missing-state", "The authorization answer has no state: open the viewer again from the EHR.")
+            started_here = hmac.compare_digest(request.cookies.get(LAUNCH_COOKIE, ""), state)
             pending = await store(request).take(LAUNCH, state)
             if error_code:
                 raise RequestError(403 if error_code == "access_denied" else 400, "authorization-refused",
                                    f"The authorization server did not authorize the viewer ({error_code[:64]}).")
             if pending is None:
                 raise RequestError(400, "unknown-launch", "This launch is unknown, used or older than 10 minutes: open the viewer again.")
+            if not started_here:
+                raise RequestError(400, "launch-not-from-this-browser", "This answer belongs to a launch started in another browser: open the viewer again.")
             if not code:
                 raise RequestError(400, "missing-code", "The authorization answer has no code.")
             token = await exchange_code(settings, pending["tokenEndpoint"], pending["redirectUri"], code, pending["verifier"],
@@ -184,11 +196,9 @@ def router(settings: Settings) -> APIRouter:
         except RequestError as exc:
             log.info("viewer callback refused", extra={"event": "viewer", "step": "callback", "status": exc.status, "error": exc.error})
             return error(exc.status, exc.error, exc.message, exc.details)
-        secure = public_base(settings, request).startswith("https:")
         response = RedirectResponse(f"{PREFIX}/", status_code=303, headers={"Cache-Control": "no-store"})
-        # Cross-site frames (an EHR embedding the viewer) need SameSite=None, which browsers accept only with Secure (https).
-        response.set_cookie(COOKIE, handle, max_age=ttl, path=PREFIX, httponly=True, secure=secure,
-                            samesite="none" if secure else "lax")
+        _cookie(response, settings, request, COOKIE, handle, ttl, PREFIX)
+        response.delete_cookie(LAUNCH_COOKIE, path=CALLBACK_PATH)
         log.info("viewer session", extra={"event": "viewer", "step": "callback", "status": 303, "session_seconds": ttl})
         return response
 

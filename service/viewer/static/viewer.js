@@ -194,8 +194,8 @@
   function drawTimeline(data) {
     const t = data.timeline;
     const root = $('timeline');
-    const box = root.parentElement.getBoundingClientRect();
-    const W = Math.max(640, Math.round(box.width || 1000));
+    show('timeline-section'); // measured visible: a hidden container has no width
+    const W = Math.max(640, Math.round(root.parentElement.getBoundingClientRect().width || 1000));
     const LEFT = 96;
     const RIGHT = 24;
     const t0 = ms(t.start);
@@ -203,7 +203,7 @@
     const span = Math.max(t1 - t0, 30 * DAY);
     const pad = span * 0.03;
     const x = (iso) => LEFT + ((ms(iso) - (t0 - pad)) / (span + 2 * pad)) * (W - LEFT - RIGHT);
-    const charW = 6.2;
+    const charW = 6.8; // average width of a 12px character, for label layout
     // A label that would run past the right edge goes to the left of its mark instead.
     const label = (cx, cy, text, attrs) => {
       const right = cx + 10 + text.length * charW > W - 4;
@@ -234,7 +234,9 @@
         const iso = `${yr}-${String(m + 1).padStart(2, '0')}-01`;
         if (ms(iso) < t0 - pad || ms(iso) > t1 + pad) continue;
         const xx = x(iso);
-        axis.append(svg('line', { x1: xx, x2: xx, y1: 14, y2: 20 }), svg('text', { x: xx + 2, y: 12 }, monthly ? iso.slice(0, 7) : String(yr)));
+        const tick = monthly ? iso.slice(0, 7) : String(yr);
+        axis.append(svg('line', { x1: xx, x2: xx, y1: 14, y2: 20 }));
+        if (xx + 4 + tick.length * charW < W) axis.append(svg('text', { x: xx + 2, y: 12 }, tick));
       }
     }
     axis.append(svg('line', { x1: LEFT, x2: W - RIGHT, y1: 20, y2: 20 }));
@@ -252,13 +254,13 @@
     }
 
     // Receptor samples: shape = specimen, label = each marker's status in words.
-    lane('Receptors', 56, (g, top) => {
+    lane('Receptors', 62, (g, top) => {
       if (!t.receptors.length) { g.append(svg('text', { class: 'empty', x: LEFT, y: top + 16 }, 'no receptor result recorded')); return 28; }
       const dated = t.receptors.filter((s) => s.date);
       const rows = layoutRows(dated, (s) => x(s.date) - 6, null, () => 12 + 8 * charW);
       dated.forEach((s, i) => {
         const cx = x(s.date);
-        const cy = top + 12 + rows[i] * 52;
+        const cy = top + 12 + rows[i] * 60;
         const mark = svg('g', { class: `receptor-mark specimen-${s.specimen}`, 'data-date': s.date, 'data-key': s.key });
         if (s.specimen === 'metastasis') mark.append(svg('path', { d: `M${cx} ${cy - 7} L${cx + 7} ${cy} L${cx} ${cy + 7} L${cx - 7} ${cy} Z`, fill: '#E69F00', stroke: '#1b1b1b' }));
         else if (s.specimen === 'primary') mark.append(svg('circle', { cx, cy, r: 6, fill: '#fff', stroke: '#0072B2', 'stroke-width': 2.5 }));
@@ -268,14 +270,14 @@
         const right = cx + 10 + Math.max(head.length, 14) * charW > W - 4;
         mark.append(svg('text', { x: right ? cx - 10 : cx + 10, y: cy + 4, 'text-anchor': right ? 'end' : null }, head));
         Object.values(s.markers).forEach((m, j) => {
-          mark.append(svg('text', { x: right ? cx - 10 : cx + 10, y: cy + 16 + j * 11, 'text-anchor': right ? 'end' : null,
+          mark.append(svg('text', { x: right ? cx - 10 : cx + 10, y: cy + 17 + j * 13, 'text-anchor': right ? 'end' : null,
             class: m.changedFrom ? 'changed' : null }, m.short + (m.changedFrom ? '*' : '')));
         });
         const lines = Object.values(s.markers).map((m) => m.label + (m.changedFrom ? `, changed from ${m.changedFrom}` : ''));
         mark.append(svg('title', {}, `${s.date}, ${where}: ${lines.join('; ')}. ${s.evidence.join(', ')}`));
         g.append(mark);
       });
-      return 56 + Math.max(0, ...rows) * 52;
+      return 62 + Math.max(0, ...rows) * 60;
     });
 
     // Metastatic sites at their first date.
