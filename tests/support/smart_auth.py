@@ -19,20 +19,25 @@ from typing import IO, Any
 
 import httpx
 
-from .fhir_server import REPO_ROOT, SERVER_DIR, FhirServerError, _terminate, free_port, node_executable
+from .fhir_server import REPO_ROOT, SERVER_DIR, FhirServerError, FhirTestServer, _terminate, free_port, node_executable
 
 SCRIPT = SERVER_DIR / "smart-auth.mjs"
 CAPABILITIES_V2 = ["launch-ehr", "launch-standalone", "client-public", "context-ehr-patient", "context-standalone-patient",
                    "sso-openid-connect", "permission-patient", "permission-v2", "permission-v1"]
 
 
-class SmartAuthServer:
+class SmartAuthServer(FhirTestServer):
+    """The authorization server's process; ``output`` and ``stop`` are the FHIR test server's own
+    (same kind of Node process, same log file and clean-up), the rest is its own."""
+
     def __init__(self, *, clients: list[dict[str, Any]], audiences: list[str], port: int | None = None,
                  token_seconds: int = 300, startup_timeout: float = 20.0):
+        # Not FhirTestServer.__init__: that starts Medplum.
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.clients, self.audiences = clients, audiences
         self.timeout = startup_timeout
+        self.client = httpx.Client(timeout=1.0)  # closed by stop()
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
@@ -64,36 +69,14 @@ class SmartAuthServer:
                 raise FhirServerError(f"SMART auth server exited with code {self._process.returncode}:\n{self.output()}")
             if f"listening on {self.url}" in self.output():
                 try:
-                    if httpx.get(f"{self.url}/.well-known/openid-configuration", timeout=1.0).status_code == 200:
+                    if self.client.get(f"{self.url}/.well-known/openid-configuration").status_code == 200:
                         return
                 except httpx.TransportError:
                     pass
             time.sleep(0.05)
         raise FhirServerError(f"SMART auth server did not answer within {self.timeout:.0f} s:\n{self.output()}")
 
-    def output(self) -> str:
-        if self._log is None or self._log.closed:
-            return ""
-        self._log.seek(0)
-        return self._log.read().decode("utf-8", "replace")
-
     def restart(self, token_seconds: int = 300) -> None:
         """Same port and issuer, new signing key (and token lifetime)."""
-        self.stop()
+        self.stop(close_client=False)
         self.start(token_seconds)
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if self._finalizer is not None:
-            self._finalizer.detach()
-            self._finalizer = None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
