@@ -188,8 +188,8 @@ def router(settings: Settings) -> APIRouter:
                 raise RequestError(400, "missing-code", "The authorization answer has no code.")
             token = await exchange_code(settings, pending["tokenEndpoint"], pending["redirectUri"], code, pending["verifier"],
                                         settings.hook_deadline_seconds)
-            expires = token.get("expires_in")
-            ttl = min(settings.viewer_session_seconds, int(expires)) if isinstance(expires, (int, float)) and expires > 0 \
+            expires = str(token.get("expires_in", "")).split(".")[0]
+            ttl = min(settings.viewer_session_seconds, int(expires)) if expires.isdigit() and int(expires) > 0 \
                 else settings.viewer_session_seconds
             handle = await store(request).put(SESSION, {"iss": pending["iss"], "patient": token["patient"],
                                                         "accessToken": token["access_token"], "scope": token.get("scope", "")}, ttl)
@@ -206,6 +206,7 @@ def router(settings: Settings) -> APIRouter:
     async def picture(request: Request) -> Response:
         started = time.perf_counter()
         handle = request.cookies.get(COOKIE)
+        from_session = False
         try:
             body = parse_picture_request(await read_body(request, MAX_API_BODY))
             token = _bearer(request)
@@ -223,14 +224,15 @@ def router(settings: Settings) -> APIRouter:
                 if (body.fhirServer and _normal(body.fhirServer) != session["iss"]) or (body.patient and body.patient != session["patient"]):
                     raise RequestError(403, "session-mismatch", "This session was launched for another FHIR server or patient.")
                 server, patient, token = _allowed(settings, session["iss"]), session["patient"], session["accessToken"]
+                from_session = True
             data = await read_patient(request.app.state.fetcher, server, patient, token, settings.hook_deadline_seconds)
         except RequestError as exc:
-            if exc.error == "fhir-token-refused" and handle:
+            if exc.error == "fhir-token-refused" and from_session and handle:
                 await store(request).drop(SESSION, handle)  # the token is dead: a reload must not retry it
             log.info("viewer picture refused", extra={"event": "viewer", "step": "picture", "status": exc.status, "error": exc.error})
             return error(exc.status, exc.error, exc.message, exc.details)
         answer: dict[str, Any] = payload(data, today=datetime.now(timezone.utc).date(), fhir_server=server, patient=patient,
-                                         mode="smart" if handle and request.headers.get("authorization") is None else "bearer")
+                                         mode="smart" if from_session else "bearer")
         log.info("viewer picture", extra={
             "event": "viewer", "step": "picture", "status": 200, "resources": answer["resourcesRead"],
             "gaps": [g["key"] for g in answer["gaps"]], "cards": len(answer["cards"]), "fetch_ms": answer["fetchMs"],

@@ -9,6 +9,7 @@ top of OAuth: the endpoints from ``{iss}/.well-known/smart-configuration``, the 
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from ..settings import Settings
 V2_SCOPE = "patient/*.rs"
 V1_SCOPE = "patient/*.read"
 CONFIG_PATH = "/.well-known/smart-configuration"
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 id datatype
 
 
 @dataclass(frozen=True)
@@ -116,4 +118,6 @@ async def exchange_code(settings: Settings, token_endpoint: str, redirect_uri: s
         raise RequestError(502, "token-invalid", "The authorization server sent no bearer access token.")
     if not isinstance(answer.get("patient"), str) or not answer["patient"]:
         raise RequestError(400, "no-patient-context", "The launch gave no patient context: open the viewer from a patient's chart.")
+    if not FHIR_ID.fullmatch(answer["patient"]):  # it goes into FHIR URLs: an id, nothing else
+        raise RequestError(502, "token-invalid", "The authorization server's patient context is not a FHIR id.")
     return answer
