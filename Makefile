@@ -25,8 +25,9 @@ fhir-test-server/node_modules/.package-lock.json: fhir-test-server/package-lock.
 	touch $@
 
 # Demo only: no EHR JWT is checked (the service logs a warning); production runs `mbc-cds-hooks serve` with MBC_TRUSTED_ISSUERS.
+# The timeline viewer is on, so the summary card links it (README, Timeline viewer).
 run: install
-	MBC_AUTH_REQUIRED=false $(VENV)/bin/mbc-cds-hooks serve
+	MBC_AUTH_REQUIRED=false MBC_VIEWER_ENABLED=true $(VENV)/bin/mbc-cds-hooks serve
 
 test: install fhir-test-server/node_modules/.package-lock.json .venv-sekmet/.installed
 	$(PY) -m mypy service mappings cds_hooks fixtures

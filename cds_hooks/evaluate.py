@@ -106,7 +106,22 @@ def evaluate(
     gaps: list[Gap] | None = None,
     draft_entries: list[dict[str, Any]] | None = None,
     selections: list[str] | None = None,
+    viewer_url: str | None = None,
 ) -> list[dict[str, Any]]:
+    """``viewer_url``: the timeline viewer's SMART launch URL, linked from the summary card when given."""
     drafts = fire(hook, pic, today=today, gaps=gaps, draft_entries=draft_entries, selections=selections)
     arrange = economy.patient_view if hook == "patient-view" else economy.order_hook
-    return arrange(drafts, knowledge(), hook_instance, limits or Limits())
+    cards = arrange(drafts, knowledge(), hook_instance, limits or Limits())
+    if viewer_url:
+        add_viewer_link(cards, viewer_url)
+    return cards
+
+
+VIEWER_LINK_LABEL = "MBC timeline: receptors, sites, lines of therapy, LVEF"
+
+
+def add_viewer_link(cards: list[dict[str, Any]], url: str) -> None:
+    """A ``smart`` link (CDS Hooks 2.0 Link: the EHR launches it with ``iss`` and ``launch``) on the summary card."""
+    for card in cards:
+        if card["source"]["topic"]["code"] == "mbc-summary":
+            card.setdefault("links", []).append({"label": VIEWER_LINK_LABEL, "url": url, "type": "smart"})

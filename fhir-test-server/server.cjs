@@ -8,7 +8,10 @@
 // which only exists there behind --experimental-websocket (the flag is harmless on 22+).
 //
 // Env: FHIR_TEST_PORT (if no argv port), FHIR_TEST_REQUIRE_TOKEN (demand this bearer token),
-//      FHIR_TEST_LOG=1 (log one line per request to stderr).
+//      FHIR_TEST_LOG=1 (log one line per request to stderr),
+//      FHIR_TEST_SMART (SMART-protected mode: the JSON served as /fhir/.well-known/smart-configuration;
+//      other bearer tokens must be JWTs of its issuer, checked against its jwks_uri: see README),
+//      FHIR_TEST_JWKS_CACHE_MS (how long fetched signing keys are used, default 600000).
 
 const http = require('node:http');
 const core = require('@medplum/core');
@@ -20,6 +23,8 @@ const DEFAULT_COUNT = 50;
 const port = Number(process.argv[2] ?? process.env.FHIR_TEST_PORT ?? 8090);
 const requiredToken = process.env.FHIR_TEST_REQUIRE_TOKEN || '';
 const logRequests = process.env.FHIR_TEST_LOG === '1';
+const smart = process.env.FHIR_TEST_SMART ? JSON.parse(process.env.FHIR_TEST_SMART) : null;
+const jwksCacheMs = Number(process.env.FHIR_TEST_JWKS_CACHE_MS ?? 600000);
 
 // profiles-others.json is skipped: indexing it throws "Invalid slice start before discriminator".
 for (const f of ['profiles-types.json', 'profiles-resources.json', 'profiles-medplum.json']) {
@@ -244,11 +249,44 @@ const CORS_HEADERS = {
   'Access-Control-Max-Age': '600',
 };
 
+// SMART-protected mode: a token from the authorization server named in FHIR_TEST_SMART, issued for
+// this server (aud), with patient/*.rs (v2) or patient/*.read (v1), reads its own patient only.
+// Verified with panva's jose (ESM, hence the dynamic import) against the issuer's JWK Set.
+let jose;
+let smartKeys;
+async function smartRefusal(req, token, base, fhirUrl) {
+  jose ??= await import('jose');
+  smartKeys ??= jose.createRemoteJWKSet(new URL(smart.jwks_uri), { cacheMaxAge: jwksCacheMs });
+  let claims;
+  try {
+    ({ payload: claims } = await jose.jwtVerify(token, smartKeys, { issuer: smart.issuer, audience: base }));
+  } catch (err) {
+    return [401, `Invalid access token (${err.code ?? err.name})`, 'Bearer error="invalid_token"'];
+  }
+  const scopes = String(claims.scope ?? '').split(' ');
+  if (!scopes.includes('patient/*.rs') && !scopes.includes('patient/*.read')) {
+    return [403, 'The token grants no patient read scope', 'Bearer error="insufficient_scope"'];
+  }
+  if (req.method !== 'GET' || !inCompartment(fhirUrl, claims.patient)) {
+    return [403, 'Outside the launch patient\'s compartment (read-only)', 'Bearer error="insufficient_scope"'];
+  }
+  return null;
+}
+
+function inCompartment(fhirUrl, patient) {
+  if (!patient) return false;
+  const url = new URL(fhirUrl, 'http://x/');
+  const parts = url.pathname.split('/').filter(Boolean);
+  if (parts.length === 2 && parts[0] === 'Patient') return parts[1] === patient;
+  const named = url.searchParams.get('patient') ?? url.searchParams.get('subject');
+  return parts.length === 1 && (named === patient || named === `Patient/${patient}`);
+}
+
 // One request at a time: the transaction rollback restores whole-repository snapshots, so an
 // interleaved request would otherwise be lost or see half a transaction.
 let queue = Promise.resolve();
 
-const server = http.createServer((req, res) => {
+const server = http.createServer(async (req, res) => {
   for (const [k, v] of Object.entries(CORS_HEADERS)) res.setHeader(k, v);
   if (logRequests) res.on('finish', () => console.error(`${req.method} ${req.url} ${res.statusCode}`));
   if (req.method === 'OPTIONS') {
@@ -262,14 +300,24 @@ const server = http.createServer((req, res) => {
   if (pathname !== '/fhir' && !pathname.startsWith('/fhir/')) return send(res, 404, outcome('not-found', 'Not found'));
 
   const fhirUrl = req.url.slice('/fhir'.length).replace(/^\/+/, '');
-  if (requiredToken && !(req.method === 'GET' && pathname.replace(/\/+$/, '') === '/fhir/metadata')) {
+  const base = `http://${req.headers.host ?? `${HOST}:${server.address().port}`}/fhir`;
+  const path = pathname.replace(/\/+$/, '');
+  if (smart && req.method === 'GET' && path === '/fhir/.well-known/smart-configuration') {
+    return send(res, 200, smart, { 'Content-Type': 'application/json' });
+  }
+  if ((requiredToken || smart) && !(req.method === 'GET' && path === '/fhir/metadata')) {
     const [scheme, token] = (req.headers.authorization ?? '').split(/\s+/, 2);
-    if (scheme?.toLowerCase() !== 'bearer' || token !== requiredToken) {
-      return send(res, 401, outcome('login', 'Missing or invalid bearer token'), { 'WWW-Authenticate': 'Bearer' });
+    const bearer = scheme?.toLowerCase() === 'bearer' && token ? token : null;
+    if (!(requiredToken && bearer === requiredToken)) {
+      const refusal = smart && bearer ? await smartRefusal(req, bearer, base, fhirUrl)
+        : [401, 'Missing or invalid bearer token', 'Bearer'];
+      if (refusal) {
+        const [status, text, challenge] = refusal;
+        return send(res, status, outcome(status === 401 ? 'login' : 'forbidden', text), { 'WWW-Authenticate': challenge });
+      }
     }
   }
 
-  const base = `http://${req.headers.host ?? `${HOST}:${server.address().port}`}/fhir`;
   queue = queue
     .then(() => handleFhir(req, res, base, fhirUrl))
     .catch((err) => {

@@ -64,6 +64,7 @@ class FetchResult:
     problem: str | None = None  # why the data is missing or incomplete; None when complete
     pages: int = 0
     retries: int = 0
+    status: int | None = None  # HTTP status of a refused first request (401: token refused), else None
 
 
 @dataclass
@@ -75,6 +76,7 @@ class _Answer:
     retryable: bool = False
     retry_after: float | None = None
     outcome: str = "ok"  # metrics label: ok, timeout, http-4xx, http-5xx, network, invalid
+    status: int | None = None  # HTTP status of a non-2xx answer
 
 
 def _same_server(url: str, base: str) -> bool:
@@ -155,7 +157,7 @@ class FhirFetcher:
                 status = response.status_code
                 if status >= 300:
                     return _Answer(problem=_status_problem(status), retryable=status in _RETRY_STATUS,
-                                   retry_after=_retry_after(response.headers.get("retry-after")),
+                                   retry_after=_retry_after(response.headers.get("retry-after")), status=status,
                                    outcome="http-5xx" if status >= 500 else "http-4xx" if status >= 400 else "invalid")
                 content = await self._read_capped(response)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -225,7 +227,7 @@ class FhirFetcher:
         result = FetchResult(pages=1)
         answer = await self._get(url, token, budget, result)
         if answer.problem:
-            result.problem = answer.problem
+            result.problem, result.status = answer.problem, answer.status
             return result
         body = answer.body
         assert body is not None

@@ -134,6 +134,22 @@ class Settings(BaseSettings):
         100_000, ge=100, description="jtis the in-memory replay store holds; when full, new tokens are refused."
     )
 
+    # The timeline viewer (service/viewer, issue 14): a SMART on FHIR app served by the service.
+    viewer_enabled: bool = Field(False, description="Serve the MBC timeline viewer under /viewer/ and link it from the summary card.")
+    viewer_fhir_servers: list[str] = Field(
+        default_factory=list, description="FHIR base URLs the viewer may launch against and read (exact match); nothing else is called."
+    )
+    viewer_client_id: str = Field("mbc-timeline-viewer", min_length=1, description="The viewer's client_id at the EHR's authorization server.")
+    viewer_client_secret: SecretStr | None = Field(
+        None, description="Client secret when the EHR registered the viewer as a confidential client; unset = public client (PKCE only)."
+    )
+    viewer_session_seconds: int = Field(
+        3600, ge=60, le=43_200, description="Longest life of a viewer session; never longer than the access token's own expiry."
+    )
+    viewer_session_key: SecretStr | None = Field(
+        None, description="Fernet key encrypting viewer sessions in the database; required with several workers or DATABASE_URL."
+    )
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
@@ -160,6 +176,38 @@ class Settings(BaseSettings):
         if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query or parts.fragment:
             raise ValueError("must be an http(s) URL without query or fragment, e.g. https://cds.example.org")
         return value.strip().rstrip("/")
+
+    @field_validator("viewer_fhir_servers")
+    @classmethod
+    def _viewer_servers(cls, urls: list[str]) -> list[str]:
+        out = []
+        for url in urls:
+            parts = urlsplit(url.strip())
+            if not (parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname))) or not parts.hostname \
+                    or parts.query or parts.fragment:
+                raise ValueError(f"viewer FHIR server {url!r} must be an https URL without query (http only on localhost)")
+            out.append(url.strip().rstrip("/"))
+        return out
+
+    @field_validator("viewer_session_key")
+    @classmethod
+    def _fernet_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        from cryptography.fernet import Fernet
+
+        try:
+            Fernet(value.get_secret_value().strip())
+        except ValueError:
+            raise ValueError("must be a Fernet key: 32 url-safe base64-encoded bytes (Fernet.generate_key())") from None
+        return value
+
+    @model_validator(mode="after")
+    def _viewer_key_shared(self) -> "Settings":
+        # A key made at start-up differs per process: a session written by one worker could not be read by another.
+        if self.viewer_enabled and self.viewer_session_key is None and (self.workers > 1 or self.database_url is not None):
+            raise ValueError("MBC_VIEWER_SESSION_KEY is required when the viewer runs with several workers or DATABASE_URL")
+        return self
 
     @field_validator("trusted_issuers")
     @classmethod

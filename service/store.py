@@ -45,6 +45,9 @@ _SCHEMA: dict[Dialect, list[str]] = {
             PRIMARY KEY (iss, jti)
         )""",
         "CREATE INDEX IF NOT EXISTS jwt_replay_expiry ON jwt_replay (expires_at)",
+        # The timeline viewer's launches and sessions (service/viewer/sessions.py): ciphertext only.
+        "CREATE TABLE IF NOT EXISTS viewer_sessions (id TEXT PRIMARY KEY, data TEXT NOT NULL, expires_at REAL NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS viewer_sessions_expiry ON viewer_sessions (expires_at)",
     ],
     "postgresql": [
         """CREATE TABLE IF NOT EXISTS feedback (
@@ -65,6 +68,8 @@ _SCHEMA: dict[Dialect, list[str]] = {
             PRIMARY KEY (iss, jti)
         )""",
         "CREATE INDEX IF NOT EXISTS jwt_replay_expiry ON jwt_replay (expires_at)",
+        "CREATE TABLE IF NOT EXISTS viewer_sessions (id TEXT PRIMARY KEY, data TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS viewer_sessions_expiry ON viewer_sessions (expires_at)",
     ],
 }
 

@@ -52,6 +52,11 @@ def _lifespan(settings: Settings, authenticator: Authenticator, catalog: dict[st
             url = settings.database_url.get_secret_value() if settings.database_url else None
             app.state.db = await open_database(url, settings.feedback_db, settings.database_pool_size)
             app.state.feedback = FeedbackStore(app.state.db)
+            if settings.viewer_enabled:
+                from ..viewer.sessions import SessionStore
+
+                key = settings.viewer_session_key.get_secret_value().encode() if settings.viewer_session_key else None
+                app.state.viewer_sessions = SessionStore(app.state.db, key)
             if settings.database_url or settings.workers > 1:
                 # Several processes: a jti seen by one must be refused by all (README, Scale-out).
                 authenticator.replay = SqlReplayStore(app.state.db)
@@ -132,6 +137,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(hook_routes.router(settings, catalog))
     app.include_router(feedback_routes.router(settings, catalog))
     app.include_router(ops_routes.router())
+    if settings.viewer_enabled:
+        from ..viewer import routes as viewer_routes
+
+        app.include_router(viewer_routes.router(settings))
     _openapi(app)
     return app
 

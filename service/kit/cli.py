@@ -278,6 +278,57 @@ def hook(
     Console().print(cards_table(response.get("cards") or [], title=f"Cards from {service}"))
 
 
+@app.command()
+def viewer(
+    bundle: Optional[Path] = typer.Option(None, "--bundle", exists=True, dir_okay=False, help="A FHIR Bundle or JSON array of resources."),
+    fhir_base: Optional[str] = typer.Option(None, "--fhir-base", help="A FHIR R4 server to read the patient from."),
+    patient: Optional[str] = typer.Option(None, "--patient", help="Patient id on --fhir-base."),
+    token: Optional[str] = typer.Option(None, "--token", help="Bearer token for --fhir-base."),
+    port: int = typer.Option(0, "--port", min=0, max=65535, help="Port on 127.0.0.1 (0: any free port)."),
+    today: Optional[str] = typer.Option(None, help="Show the patient as of this date (YYYY-MM-DD)."),
+) -> None:
+    """The timeline viewer for one patient, without an EHR: serves the page on 127.0.0.1 and prints its URL."""
+    import asyncio
+
+    import uvicorn
+
+    from ..viewer.data import PatientData
+    from ..viewer.demo import demo_app, loopback_socket
+
+    day = _today(today)
+    if bundle is not None:
+        import fixtures
+
+        data = PatientData(resources=fixtures.load(bundle, today=day))
+        pid = fixtures.patient_id(data.resources) or "unknown"
+
+        async def source() -> PatientData:
+            return data
+        server_url = None
+    elif fhir_base and patient:
+        import httpx
+
+        from ..fhir_client import FetchLimits, FhirFetcher
+        from ..viewer.data import read_patient
+
+        server_url, pid = fhir_base.rstrip("/"), patient
+
+        async def source() -> PatientData:  # read again on every page load
+            async with httpx.AsyncClient(timeout=30) as client:
+                return await read_patient(FhirFetcher(client, FetchLimits(max_pages=50)), server_url, pid, token, 30.0)
+    else:
+        typer.echo("Give --bundle FILE, or --fhir-base URL and --patient ID.", err=True)
+        raise typer.Exit(2)
+    sock = loopback_socket(port)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/viewer/"
+    typer.echo(f"MBC timeline for Patient/{pid}: {url}  (Ctrl+C to stop)", err=True)
+    sys.stdout.write(url + "\n")
+    sys.stdout.flush()
+    config = uvicorn.Config(demo_app(source, patient=pid, fhir_server=server_url, today=lambda: day),
+                            log_level="warning", access_log=False)
+    asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
+
+
 def main() -> None:
     app()
 

@@ -52,6 +52,7 @@ class BadFhirServer:
             asyncio.start_server(self._serve, "127.0.0.1", 0), self.loop).result(timeout=10)
         self.port: int = self.server.sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        self.smart_configuration: Resource | None = None  # served as {base}/.well-known/smart-configuration when set
 
     # --- API for tests -------------------------------------------------------------------------
 
@@ -107,6 +108,8 @@ class BadFhirServer:
         segments = parts.path.strip("/").split("/")
         if len(segments) < 4 or segments[2] != "fhir":
             return await self._send(writer, 404, b'{"resourceType":"OperationOutcome"}')
+        if segments[3:] == [".well-known", "smart-configuration"] and self.smart_configuration is not None:
+            return await self._send(writer, 200, orjson.dumps(self.smart_configuration))
         mode, fault_type, rtype = segments[0], segments[1], segments[3]
         base = f"{self.url}/{mode}/{fault_type}/fhir"
         if mode == "evil" or mode == "ok" or (fault_type not in (rtype, "all")):

@@ -16,6 +16,7 @@ from mappings.build import build_picture
 
 from ...metrics import count_cards
 from ...settings import Settings
+from ...viewer.routes import launch_url
 from ..auth import require_auth
 from ..hook_request import RequestError, parse_hook_request
 from ..prefetch import gather
@@ -62,6 +63,7 @@ def router(settings: Settings, catalog: dict[str, Service]) -> APIRouter:
             service.hook, picture, hook_instance=hook.request.hookInstance, today=today, limits=limits,
             gaps=data.gaps, draft_entries=draft.get("entry") if isinstance(draft, dict) else None,
             selections=context.get("selections"),
+            viewer_url=launch_url(settings, request) if settings.viewer_enabled and service.hook == "patient-view" else None,
         )
         rules = visible_rules(cards)  # merged and overflow rules count too
         log.info("hook answered", extra={

@@ -1,0 +1,1 @@
+"""The MBC timeline viewer: a SMART on FHIR app served by the service (routes, SMART client, sessions, page)."""
