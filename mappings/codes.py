@@ -70,6 +70,8 @@ class Tables:
     sites: dict[str, dict[str, str]] = field(default_factory=dict)
     genes: dict[str, str] = field(default_factory=dict)  # HGNC id or symbol (upper) -> biomarker
     procedure_keywords: list[tuple[str, str]] = field(default_factory=list)
+    condition_keywords: list[tuple[str, str]] = field(default_factory=list)
+    gnrh_intervals: dict[tuple[str, float], tuple[int, str, str]] = field(default_factory=dict)  # (ingredient, mg) -> (n, unit, product)
     # code alone -> key, for codes sent with a wrong system; None where the code is ambiguous
     observation_by_code: dict[str, tuple[str, str] | None] = field(default_factory=dict)
     answer_by_code: dict[str, tuple[str, str] | None] = field(default_factory=dict)
@@ -133,6 +135,10 @@ def tables() -> Tables:
     pk = _rows("procedure_keywords.csv")
     pk.sort(key=lambda r: (int(r.get("priority") or 100), -len(r["keyword"])))
     t.procedure_keywords = [(r["keyword"].lower(), r["kind"]) for r in pk]
+    ck = _rows("condition_keywords.csv")
+    t.condition_keywords = sorted(((r["keyword"].lower(), r["concept"]) for r in ck), key=lambda kv: -len(kv[0]))
+    for row in _rows("gnrh_intervals.csv"):
+        t.gnrh_intervals[(row["ingredient"].lower(), float(row["dose_mg"]))] = (int(row["interval"]), row["unit"], row["product"])
     t.observation_by_code = _by_code(list(t.observation))
     t.answer_by_code = _by_code(list(t.answer))
     return t
@@ -224,3 +230,24 @@ def procedure_kind(text: str) -> str | None:
         if keyword in low:
             return kind
     return None
+
+
+def condition_flag(text: str) -> str | None:
+    """Concept of a Condition known only by keywords (condition_keywords.csv), from its code's text."""
+    low = text.lower()
+    for keyword, concept in tables().condition_keywords:
+        if keyword in low:
+            return concept
+    return None
+
+
+def gnrh_interval(ingredient: str, dose_mg: float | None) -> tuple[int, str, str] | None:
+    """(interval, unit d|wk|mo, product) of a GnRH agonist depot of this strength; None when the table lacks it."""
+    if dose_mg is None:
+        return None
+    return tables().gnrh_intervals.get((ingredient, round(dose_mg, 2)))
+
+
+def gnrh_products(ingredient: str) -> list[tuple[float, int, str, str]]:
+    """(mg, interval, unit, product) of every depot of one GnRH agonist in the table."""
+    return sorted((mg, *v) for (ing, mg), v in tables().gnrh_intervals.items() if ing == ingredient)

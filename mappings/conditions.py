@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from .codes import lookup_body_site, lookup_condition, site_from_text
+from .codes import condition_flag, lookup_body_site, lookup_condition, site_from_text
 from .fhir import Resource, codings, concept_text, first_date, status_code
-from .picture import Metastasis
+from .picture import FlaggedCondition, Metastasis
 
 SKIP_VERIFICATION = {"refuted", "entered-in-error"}
 INACTIVE_CLINICAL = {"resolved", "inactive"}
@@ -28,6 +28,7 @@ class ConditionFacts:
     metastatic_evidence: list[tuple[str, date | None]] = field(default_factory=list)  # no site (e.g. 315004001, stage IV)
     receptor_status: list[tuple[str, str, str, date | None]] = field(default_factory=list)  # marker, status, ref, date
     unmapped: list[tuple[str, str, str, str]] = field(default_factory=list)  # ref, system, code, display
+    flagged: list[FlaggedCondition] = field(default_factory=list)  # by keyword (condition_keywords.csv)
 
 
 def condition_date(cond: Resource) -> date | None:
@@ -76,6 +77,14 @@ def read_condition(cond: Resource, ref: str, facts: ConditionFacts) -> None:
             facts.metastases.append(Metastasis(
                 site=body_site or site or ("lymph-node" if regional else "other"), reference=ref, date=when,
                 basis="text", display=concept_text(code), regional=regional))
+            matched = True
+    if not matched:
+        # Concepts with no verified code (interstitial lung disease, visceral crisis): by keyword, and
+        # resolved ones too (a history of pneumonitis matters before trastuzumab deruxtecan).
+        text = concept_text(code)
+        flag = condition_flag(text) if text else None
+        if flag:
+            facts.flagged.append(FlaggedCondition(flag, ref, when, text, status_code(cond.get("clinicalStatus"))))
             matched = True
     if not matched:
         system, value, display = first_unmatched or ("", "", concept_text(code))
