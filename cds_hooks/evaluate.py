@@ -9,9 +9,11 @@ from typing import Any
 from mappings.picture import ClinicalPicture
 
 from .cards import Draft, Fact, finalise
+from .drafts import read_drafts
 from .knowledge import Knowledge, knowledge
 from .rules import orders as order_rules
 from .rules import patient_view
+from .rules.order_dose import unchecked
 
 
 @dataclass(frozen=True)
@@ -23,13 +25,15 @@ class Gap:
     feeds: str
 
 
-def data_incomplete(gaps: list[Gap], pic: ClinicalPicture, unknown_orders: list[str], k: Knowledge) -> list[Draft]:
+def data_incomplete(gaps: list[Gap], pic: ClinicalPicture, unknown_orders: list[str], k: Knowledge,
+                    order_notes: list[Fact] | None = None) -> list[Draft]:
     facts = [Fact(f"`{g.key}`: {g.reason}. Not checked: {g.feeds}.") for g in gaps]
     unreadable = [w for w in pic.warnings if "could not be read" in w]
     if unreadable:
         facts.append(Fact(f"{len(unreadable)} resource(s) could not be read", [w.split(":")[0] for w in unreadable[:10]]))
     if unknown_orders:
         facts.append(Fact("Draft order(s) whose drug could not be identified were not checked", unknown_orders))
+    facts.extend(order_notes or [])
     if not facts:
         return []
     what = ", ".join(sorted({g.key for g in gaps})) or "some resources"
@@ -52,16 +56,19 @@ def evaluate(
     gaps = gaps or []
     drafts: list[Draft] = []
     unknown_orders: list[str] = []
+    order_notes: list[Fact] = []
     if pic.breast_cancer:
         if hook == "patient-view":
             for rule in patient_view.RULES:
                 drafts.extend(rule(pic, k, today))
         else:
-            orders, unknown_orders = order_rules.read_drafts(draft_entries or [], selections if hook == "order-select" else None)
+            reading = read_drafts(draft_entries or [], selections if hook == "order-select" else None)
+            unknown_orders = reading.unidentified
+            order_notes = unchecked(reading.orders, k, hook)
             for order_rule in order_rules.RULES:
-                drafts.extend(order_rule(pic, orders, k, today))
+                drafts.extend(order_rule(pic, reading.orders, k, today))
     # A patient with no breast cancer gets no cards, unless the data that would tell (the
     # Conditions) could not be read.
     if pic.breast_cancer or any(g.key == "conditions" for g in gaps):
-        drafts.extend(data_incomplete(gaps, pic, unknown_orders if pic.breast_cancer else [], k))
+        drafts.extend(data_incomplete(gaps, pic, unknown_orders if pic.breast_cancer else [], k, order_notes))
     return finalise(drafts, k, hook_instance, max_cards)
