@@ -236,12 +236,16 @@ def read_drafts(entries: list[Any], selections: list[str] | None) -> DraftReadin
 
 # -- dose and schedule ------------------------------------------------------------------------
 
+_MASS_UNITS = {"mg", "mg/kg", "mg/m2"}
+
+
 def _unit(quantity: dict[str, Any]) -> str | None:
+    """The dose unit: mg, mg/kg or mg/m2 normalised (UCUM annotations such as {body weight} dropped), else as sent."""
     for key in ("code", "unit"):
         value = quantity.get(key)
         if isinstance(value, str) and value.strip():
-            unit = re.sub(r"\{[^}]*\}", "", value).strip().lower().replace("²", "2")
-            return unit or None
+            unit = re.sub(r"\{[^}]*\}", "", value).strip().replace("²", "2")
+            return unit.lower() if unit.lower() in _MASS_UNITS else (unit or None)
     return None
 
 

@@ -67,7 +67,15 @@ def read_condition(cond: Resource, ref: str, facts: ConditionFacts) -> None:
             _apply(entry.concept, entry.site, entry.marker, entry.status, cond, ref, when, inactive, entry.display or display, facts)
         break
     if not matched:
-        text = concept_text(code).lower()
+        text = concept_text(code)
+        # Concepts with no verified code (interstitial lung disease, visceral crisis): by keyword, and
+        # resolved ones too (a history of pneumonitis matters before trastuzumab deruxtecan). A text
+        # may say both ("visceral crisis from liver metastases"): both are kept.
+        flag = condition_flag(text) if text else None
+        if flag:
+            facts.flagged.append(FlaggedCondition(flag, ref, when, text, status_code(cond.get("clinicalStatus"))))
+        text = text.lower()
+        matched = flag is not None
         if text and any(w in text for w in _METASTASIS_WORDS) and not inactive:
             regional = any(w in text for w in _REGIONAL_WORDS)
             site = site_from_text(text)
@@ -77,14 +85,6 @@ def read_condition(cond: Resource, ref: str, facts: ConditionFacts) -> None:
             facts.metastases.append(Metastasis(
                 site=body_site or site or ("lymph-node" if regional else "other"), reference=ref, date=when,
                 basis="text", display=concept_text(code), regional=regional))
-            matched = True
-    if not matched:
-        # Concepts with no verified code (interstitial lung disease, visceral crisis): by keyword, and
-        # resolved ones too (a history of pneumonitis matters before trastuzumab deruxtecan).
-        text = concept_text(code)
-        flag = condition_flag(text) if text else None
-        if flag:
-            facts.flagged.append(FlaggedCondition(flag, ref, when, text, status_code(cond.get("clinicalStatus"))))
             matched = True
     if not matched:
         system, value, display = first_unmatched or ("", "", concept_text(code))
