@@ -31,9 +31,10 @@ SKIP_OBSERVATION = {"entered-in-error", "cancelled", "registered"}
 MEDICATION_TYPES = {"MedicationRequest", "MedicationStatement", "MedicationAdministration"}
 
 
-# US Core Birth Sex Extension (http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex, US Core
-# 3.1.1-7.0.0; mCODE's CancerPatient builds on US Core Patient): valueCode from the BirthSex value set,
-# v3 AdministrativeGender F/M or NullFlavor UNK (ASKU, OTH in 4.1.0).
+# US Core Birth Sex Extension, url http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex, as in
+# US Core 7.0.0 (https://hl7.org/fhir/us/core/STU7/StructureDefinition-us-core-birthsex.html; unchanged
+# since 3.1.1; mCODE's CancerPatient builds on US Core Patient): a valueCode from the BirthSex value set,
+# v3 AdministrativeGender F or M, NullFlavor UNK (ASKU and OTH in some versions).
 _BIRTH_SEX = {"F": "female", "M": "male", "UNK": "unknown", "ASKU": "unknown", "OTH": "unknown"}
 
 

@@ -3,7 +3,8 @@
 Pure, and computed on demand from ``ClinicalPicture.medication_uses`` (only the order rules and
 the summary of a patient on anti-HER2 therapy ask), so the per-resource mapping cost stays flat.
 A record's dose date is what it can tell: an administration its own date; an order or statement
-that is still active "today" (treatment ongoing); an ended one its end, else its start.
+that is still active "today" (treatment ongoing, unless the order is on hold); an ended one its
+end, else its start.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
+from .fhir import status_code
 from .picture import ClinicalPicture, MedicationUse
 
 
@@ -40,6 +42,9 @@ def dose_date(use: MedicationUse, today: date) -> DoseDate | None:
         return DoseDate(min(use.start, today), use.ingredient, use.reference, "administration") if use.start else None
     noun = "order" if use.resource_type == "MedicationRequest" else "statement"
     if use.active:
+        if status_code(use.resource.get("status")) == "on-hold":
+            # Held (e.g. trastuzumab after an LVEF fall): not being given; its open end is only "today".
+            return DoseDate(min(use.start, today), use.ingredient, use.reference, f"{noun} start") if use.start else None
         return DoseDate(today, use.ingredient, use.reference, f"active {noun}")
     if use.end is not None:
         return DoseDate(min(use.end, today), use.ingredient, use.reference, f"{noun} end")

@@ -465,3 +465,11 @@ def test_suggested_echocardiogram_is_valid_fhir_r4():
     card = cards(picture(*HER2POS), draft("d", "trastuzumab", 420, Q3W))["order-cardiac-monitoring"]
     [action] = card["suggestions"][0]["actions"]
     get_fhir_model_class("ServiceRequest").model_validate(action["resource"])
+
+
+def test_an_order_on_hold_is_not_a_dose_today():
+    held = order("t", "trastuzumab", "on-hold", "2025-02-01")
+    pic = picture(*HER2POS, weight(70), held, given("a", "trastuzumab", "2026-09-20T10:00:00Z", 420))
+    last = last_dose(pic, ["trastuzumab"], TODAY)
+    assert (last.date, last.basis) == (date(2026, 9, 20), "administration")
+    assert "order-trastuzumab-dose" not in cards(pic, draft("d", "trastuzumab", 560, Q3W))  # reload after 6 weeks on hold

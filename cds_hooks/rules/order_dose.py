@@ -107,7 +107,8 @@ def trastuzumab_dose(pic: ClinicalPicture, orders: list[DraftOrder], k: Knowledg
             last = last_dose(pic, [rule["ingredient"]], today)
             if last is not None and (today - last.date).days <= window:
                 days = (today - last.date).days
-                problems.append(f"{per_kg:.1f} mg/kg loading dose {days} days after the last dose; reload only after a gap of over {window // 7} weeks")
+                since = f"while trastuzumab is ongoing ({last.basis})" if last.basis.startswith("active") else f"{days} days after the last dose"
+                problems.append(f"{per_kg:.1f} mg/kg loading dose {since}; reload only after a gap of over {window // 7} weeks")
                 facts.append(Fact(f"Last trastuzumab dose: {last.words()}", [last.reference]))
         if schedule is None:
             fitting = ", ".join(f"{mg:g} mg/kg {every_words(float(every))} ({kind})" for every, kind in candidates

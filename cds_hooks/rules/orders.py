@@ -48,6 +48,8 @@ def receptor_mismatch(pic: ClinicalPicture, orders: list[DraftOrder], k: Knowled
         if found is None:
             continue
         samples = [_sample_fact(s) for s in found.samples] or [Fact("No tested sample on record")]
+        if found.note:
+            samples.append(Fact(found.note))
         out.append(Draft("order-receptor-mismatch", f"{capital(o.ingredient)} ordered: {found.words}",
                          [order_fact(o), *samples], k.rule("order-receptor-mismatch")["guidance"], delete([o]), key=o.reference))
     return out
@@ -69,7 +71,7 @@ def combination_chemotherapy(pic: ClinicalPicture, orders: list[DraftOrder], k: 
     if any(f.concept == "visceral-crisis" for f in pic.flagged_conditions):
         return []
     drugs = " + ".join(sorted(cytotoxic))
-    return [Draft("order-combination-chemotherapy", f"Combination chemotherapy ({drugs}) for metastatic disease: sequential single agents are preferred outside visceral crisis",
+    return [Draft("order-combination-chemotherapy", f"{capital(drugs)} together for metastatic disease: sequential single agents are preferred outside visceral crisis",
                   [order_fact(o) for o in cytotoxic.values()]
                   + [Fact(f"Metastatic disease since {when(pic.metastasis_date)}", pic.metastatic_evidence[:3]),
                      Fact("No visceral crisis or rapidly progressive visceral disease recorded as a condition")],

@@ -31,6 +31,7 @@ class Mismatch:
     kind: str  # hr-negative | her2-negative | her2-equivocal
     words: str  # why, for a card summary
     samples: list[SampleSeen] = field(default_factory=list)  # the tested samples, oldest first
+    note: str | None = None  # what would have supported the drug, when that needs saying
 
 
 def mismatch(classes: list[str] | set[str], pic: ClinicalPicture, ingredient: str | None = None) -> Mismatch | None:
@@ -52,13 +53,15 @@ def mismatch(classes: list[str] | set[str], pic: ClinicalPicture, ingredient: st
         if low_drug and ("low" in categories or ("ultralow" in categories and seen.hr_positive_any)):
             return None
         if pic.her2.status == "equivocal":
-            return Mismatch("her2-equivocal", "HER2 only equivocal (IHC 2+ without a conclusive ISH) and never positive",
+            return Mismatch("her2-equivocal", "HER2 only equivocal (IHC 2+ without conclusive ISH), never positive",
                             seen.samples.get("HER2", []))
-        what = "HER2 negative in every tested sample"
+        what, note = "HER2 negative in every tested sample", None
         if low_drug:
-            what += ", none HER2-low" + (" or HER2-ultralow with HR-positive disease" if "ultralow" not in categories else
-                                          " (HER2-ultralow qualifies only with HR-positive disease)")
-        return Mismatch("her2-negative", what, seen.samples.get("HER2", []))
+            what += ", none HER2-low"
+            note = "Trastuzumab deruxtecan needs HER2-low (IHC 1+, or 2+ with ISH not amplified), or HER2-ultralow with HR-positive disease, in any sample"
+            if "unknown" in categories:  # negative without an IHC score: 0 and low cannot be told apart
+                note += "; a negative result without an IHC score cannot show HER2-low"
+        return Mismatch("her2-negative", what, seen.samples.get("HER2", []), note)
     return None
 
 
