@@ -97,12 +97,13 @@ def cardiac_monitoring(pic: ClinicalPicture, orders: list[DraftOrder], k: Knowle
     if not found:
         return []
     drugs = capital(names(her2_orders))
-    if course.last is None:
+    last = course.last
+    if last is None:
         summary = f"{drugs} ordered with no LVEF on record: assess LVEF before the first dose"
-    elif any("fall" in f for f in found) or any("below" in f for f in found):
-        summary = f"{drugs} ordered with LVEF {course.last.value:g}%" + \
-            (f", {course.fall:g} points below the pre-treatment value" if course.fall and course.fall > 0 else "") + \
-            ": withhold and reassess cardiac function"
+    elif meets_withhold_criterion(course, rule):
+        summary = f"{drugs} ordered with LVEF {last.value:g}%, {course.fall:g} points below the pre-treatment value: the label says withhold"
+    elif float(last.value) < rule["lvef_low"]:  # type: ignore[arg-type]
+        summary = f"{drugs} ordered with LVEF {last.value:g}% (below {rule['lvef_low']}%): reassess cardiac function before this dose"
     else:
         summary = f"{drugs} ordered; last LVEF is older than 3 months: repeat it before this dose"
     facts = [order_fact(o) for o in her2_orders] + [lvef_fact(course), Fact("Criteria met: " + "; ".join(found))]
