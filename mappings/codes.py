@@ -183,12 +183,17 @@ def lookup_body_site(system: str, code: str) -> str | None:
     return tables().body_site.get((norm_system(system), code))
 
 
-def site_from_text(text: str) -> str | None:
+def _first_keyword(pairs: list[tuple[str, str]], text: str) -> str | None:
+    """The value of the first (keyword, value) pair whose keyword occurs in ``text`` (tables keep their priority order)."""
     low = text.lower()
-    for keyword, site in tables().site_keywords:
+    for keyword, value in pairs:
         if keyword in low:
-            return site
+            return value
     return None
+
+
+def site_from_text(text: str) -> str | None:
+    return _first_keyword(tables().site_keywords, text)
 
 
 def ingredient_for_rxcui(rxcui: str) -> str | None:
@@ -225,20 +230,12 @@ def biomarker_for_gene(code_or_symbol: str) -> str | None:
 
 
 def procedure_kind(text: str) -> str | None:
-    low = text.lower()
-    for keyword, kind in tables().procedure_keywords:
-        if keyword in low:
-            return kind
-    return None
+    return _first_keyword(tables().procedure_keywords, text)
 
 
 def condition_flag(text: str) -> str | None:
     """Concept of a Condition known only by keywords (condition_keywords.csv), from its code's text."""
-    low = text.lower()
-    for keyword, concept in tables().condition_keywords:
-        if keyword in low:
-            return concept
-    return None
+    return _first_keyword(tables().condition_keywords, text)
 
 
 def gnrh_interval(ingredient: str, dose_mg: float | None) -> tuple[int, str, str] | None:
