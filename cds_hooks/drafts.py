@@ -276,7 +276,8 @@ def _timing_weeks(timing: Any) -> float | None:
     if not isinstance(repeat, dict):
         return None
     period, unit = repeat.get("period"), repeat.get("periodUnit")
-    if isinstance(period, bool) or not isinstance(period, (int, float)) or period <= 0 or unit not in _PERIOD_WEEKS:
+    if isinstance(period, bool) or not isinstance(period, (int, float)) or period <= 0 or not isinstance(unit, str) \
+            or unit not in _PERIOD_WEEKS:
         return None
     frequency = repeat.get("frequency", 1)
     if isinstance(frequency, bool) or not isinstance(frequency, (int, float)) or frequency <= 0:

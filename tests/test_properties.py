@@ -45,6 +45,41 @@ def test_arbitrary_resources_never_raise(items):
     evaluate("patient-view", pic, hook_instance="x", today=TODAY)
 
 
+draft_fields = st.sampled_from(["medicationCodeableConcept", "medicationReference", "dosageInstruction", "contained", "action",
+                                "resource", "timing", "repeat", "period", "periodUnit", "frequency", "doseAndRate", "doseQuantity",
+                                "value", "unit", "code", "text", "reference", "id", "status", "route", "extension", "coding"])
+
+
+@st.composite
+def draft_entries(draw):
+    """Draft-order entries built from a real draft, with random values put at random places (fuzzing the reader)."""
+    rx = draw(st.sampled_from(["224905", "3639", "72965", "2267582", "50610"]))
+    order = {"resourceType": draw(st.sampled_from(["MedicationRequest", "RequestGroup", "NutritionOrder"])), "id": "d",
+             "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": rx}]},
+             "dosageInstruction": [{"timing": {"repeat": {"period": 3, "periodUnit": "wk"}},
+                                    "doseAndRate": [{"doseQuantity": {"value": 420, "unit": "mg"}}]}],
+             "action": [{"resource": {"reference": "#m"}}], "contained": [{"resourceType": "MedicationRequest", "id": "m"}]}
+    for _ in range(draw(st.integers(1, 6))):
+        node = order
+        for _ in range(draw(st.integers(0, 5))):
+            children = [v for v in (node.values() if isinstance(node, dict) else node) if isinstance(v, (dict, list))]
+            if not children:
+                break
+            node = draw(st.sampled_from(children))
+        if isinstance(node, dict):
+            node[draw(draft_fields)] = draw(json_values)
+        elif isinstance(node, list):
+            node.append(draw(json_values))
+    return [{"resource": order}, *draw(st.lists(json_values, max_size=2))]
+
+
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@given(draft_entries(), st.sampled_from(["order-select", "order-sign"]))
+def test_arbitrary_draft_orders_never_raise(entries, hook):
+    pic = build_picture(fixtures.load(fixtures.PATIENTS / "mbc-her2pos-1.json", TODAY), today=TODAY)
+    evaluate(hook, pic, hook_instance="x", today=TODAY, draft_entries=entries, selections=["MedicationRequest/d"])
+
+
 STATUS = st.sampled_from(["positive", "negative", "unknown"])
 
 
