@@ -14,10 +14,12 @@ from mappings.picture import ClinicalPicture
 
 from . import economy
 from .cards import Draft, Fact
+from .drafts import read_drafts
 from .economy import Limits
 from .knowledge import Knowledge, knowledge
 from .rules import orders as order_rules
 from .rules import patient_view
+from .rules.order_dose import unchecked
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,8 @@ class Gap:
     feeds: str
 
 
-def data_incomplete(gaps: list[Gap], pic: ClinicalPicture, unknown_orders: list[str], k: Knowledge) -> list[Draft]:
+def data_incomplete(gaps: list[Gap], pic: ClinicalPicture, unknown_orders: list[str], k: Knowledge,
+                    order_notes: list[Fact] | None = None) -> list[Draft]:
     facts = [Fact(f"`{g.key}`: {g.reason}. Not checked: {g.feeds}.") for g in gaps]
     unreadable = [w.split(":")[0] for w in pic.warnings if "could not be read" in w]
     if unreadable:
@@ -37,9 +40,11 @@ def data_incomplete(gaps: list[Gap], pic: ClinicalPicture, unknown_orders: list[
         facts.append(Fact(f"{what} could not be read and were left out", unreadable[:10]))
     if unknown_orders:
         facts.append(Fact("A draft order whose drug could not be identified was not checked", unknown_orders))
+    facts.extend(order_notes or [])
     if not facts:
         return []
-    parts = sorted({g.key for g in gaps}) + (["unreadable resources"] if unreadable else []) + (["unidentified draft orders"] if unknown_orders else [])
+    parts = sorted({g.key for g in gaps}) + (["unreadable resources"] if unreadable else []) + \
+        (["unidentified draft orders"] if unknown_orders else []) + (["draft order doses"] if order_notes else [])
     return [Draft("data-incomplete", f"Not checked: {', '.join(parts)}; cards rest on partial data", facts,
                   k.rule("data-incomplete")["guidance"])]
 
@@ -58,18 +63,21 @@ def fire(
     gaps = gaps or []
     drafts: list[Draft] = []
     unknown_orders: list[str] = []
+    order_notes: list[Fact] = []
     if pic.breast_cancer:
         if hook == "patient-view":
             for rule in patient_view.RULES:
                 drafts.extend(rule(pic, k, today))
         else:
-            orders, unknown_orders = order_rules.read_drafts(draft_entries or [], selections if hook == "order-select" else None)
+            reading = read_drafts(draft_entries or [], selections if hook == "order-select" else None)
+            unknown_orders = reading.unidentified
+            order_notes = unchecked(reading.orders, k, hook)
             for order_rule in order_rules.RULES:
-                drafts.extend(order_rule(pic, orders, k, today))
+                drafts.extend(order_rule(pic, reading.orders, k, today))
     # A patient with no breast cancer gets no cards, unless the data that would tell (the
     # Conditions) could not be read.
     if pic.breast_cancer or any(g.key == "conditions" for g in gaps):
-        drafts.extend(data_incomplete(gaps, pic, unknown_orders if pic.breast_cancer else [], k))
+        drafts.extend(data_incomplete(gaps, pic, unknown_orders if pic.breast_cancer else [], k, order_notes))
     return drafts
 
 

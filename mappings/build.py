@@ -12,7 +12,7 @@ from typing import cast
 
 from .codes import lookup_observation, procedure_kind
 from .conditions import ConditionFacts, read_condition
-from .fhir import Resource, codings, concept_text, effective_date, first_date, parse_date, reference_of, status_code
+from .fhir import Resource, codings, concept_text, effective_date, extensions, first_date, parse_date, reference_of, status_code
 from .observations import ObservationFacts, gene_coding, read_fact, report_origins
 from .picture import ClinicalPicture, MarkerStatus, Unmapped
 from .receptors import (
@@ -29,6 +29,21 @@ from .treatments import read_medication, summarise
 
 SKIP_OBSERVATION = {"entered-in-error", "cancelled", "registered"}
 MEDICATION_TYPES = {"MedicationRequest", "MedicationStatement", "MedicationAdministration"}
+
+
+# US Core Birth Sex Extension, url http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex, as in
+# US Core 7.0.0 (https://hl7.org/fhir/us/core/STU7/StructureDefinition-us-core-birthsex.html; unchanged
+# since 3.1.1; mCODE's CancerPatient builds on US Core Patient): a valueCode from the BirthSex value set,
+# v3 AdministrativeGender F or M, NullFlavor UNK (ASKU and OTH in some versions).
+_BIRTH_SEX = {"F": "female", "M": "male", "UNK": "unknown", "ASKU": "unknown", "OTH": "unknown"}
+
+
+def birth_sex(patient: Resource) -> str | None:
+    for ext in extensions(patient, "us-core-birthsex"):
+        value = ext.get("valueCode")
+        if isinstance(value, str):
+            return _BIRTH_SEX.get(value.strip().upper(), "unknown")
+    return None
 
 
 def _unique(resources: Iterable[Resource]) -> list[tuple[str, Resource]]:
@@ -83,6 +98,7 @@ def build_picture(resources: Iterable[Resource], today: date | None = None) -> C
                 pic.patient = ref
                 pic.birth_date = parse_date(res.get("birthDate"))
                 pic.gender = res.get("gender") if isinstance(res.get("gender"), str) else None
+                pic.birth_sex = birth_sex(res)
             elif rtype == "Condition":
                 read_condition(res, ref, cond)
             elif rtype == "Observation":
@@ -122,6 +138,7 @@ def build_picture(resources: Iterable[Resource], today: date | None = None) -> C
             unmapped.append((ref, "", "", "unreadable resource"))
 
     unmapped.extend(cond.unmapped)
+    pic.flagged_conditions = cond.flagged
     # Conditions decide breast cancer and the first evidence of metastasis.
     pic.breast_cancer_evidence = [r for r, _ in cond.breast_cancer]
     pic.breast_cancer = bool(cond.breast_cancer)

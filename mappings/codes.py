@@ -76,6 +76,8 @@ class Tables:
     complication_keywords: list[tuple[str, str]] = field(default_factory=list)  # lower-case keyword -> complication kind
     pdl1_codes: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # (system, code) -> (assay, score type)
     pdl1_terms: list[tuple[re.Pattern[str], str, str]] = field(default_factory=list)  # word pattern -> (assay, score type)
+    condition_keywords: list[tuple[str, str]] = field(default_factory=list)
+    gnrh_intervals: dict[tuple[str, float], tuple[int, str, str]] = field(default_factory=dict)  # (ingredient, mg) -> (n, unit, product)
     # code alone -> key, for codes sent with a wrong system; None where the code is ambiguous
     observation_by_code: dict[str, tuple[str, str] | None] = field(default_factory=dict)
     answer_by_code: dict[str, tuple[str, str] | None] = field(default_factory=dict)
@@ -153,6 +155,10 @@ def tables() -> Tables:
             t.pdl1_codes[(norm_system(row["system"]), row["code"])] = (row["assay"], row["score_type"])
         else:
             t.pdl1_terms.append((_word(row["term"]), row["assay"], row["score_type"]))
+    ck = _rows("condition_keywords.csv")
+    t.condition_keywords = sorted(((r["keyword"].lower(), r["concept"]) for r in ck), key=lambda kv: -len(kv[0]))
+    for row in _rows("gnrh_intervals.csv"):
+        t.gnrh_intervals[(row["ingredient"].lower(), float(row["dose_mg"]))] = (int(row["interval"]), row["unit"], row["product"])
     t.observation_by_code = _by_code(list(t.observation))
     t.answer_by_code = _by_code(list(t.answer))
     return t
@@ -197,12 +203,17 @@ def lookup_body_site(system: str, code: str) -> str | None:
     return tables().body_site.get((norm_system(system), code))
 
 
-def site_from_text(text: str) -> str | None:
+def _first_keyword(pairs: list[tuple[str, str]], text: str) -> str | None:
+    """The value of the first (keyword, value) pair whose keyword occurs in ``text`` (tables keep their priority order)."""
     low = text.lower()
-    for keyword, site in tables().site_keywords:
+    for keyword, value in pairs:
         if keyword in low:
-            return site
+            return value
     return None
+
+
+def site_from_text(text: str) -> str | None:
+    return _first_keyword(tables().site_keywords, text)
 
 
 def ingredient_for_rxcui(rxcui: str) -> str | None:
@@ -247,11 +258,7 @@ def gene_symbol(code_or_symbol: str) -> str | None:
 
 
 def procedure_kind(text: str) -> str | None:
-    low = text.lower()
-    for keyword, kind in tables().procedure_keywords:
-        if keyword in low:
-            return kind
-    return None
+    return _first_keyword(tables().procedure_keywords, text)
 
 
 def variant_origin(text: str) -> bool | None:
@@ -284,3 +291,21 @@ def complications_from_text(text: str) -> set[str]:
     """Complications of bone metastases a Condition's name states (pathological fracture, cord compression, ...)."""
     low = text.lower()
     return {kind for keyword, kind in tables().complication_keywords if keyword in low}
+
+
+
+def condition_flag(text: str) -> str | None:
+    """Concept of a Condition known only by keywords (condition_keywords.csv), from its code's text."""
+    return _first_keyword(tables().condition_keywords, text)
+
+
+def gnrh_interval(ingredient: str, dose_mg: float | None) -> tuple[int, str, str] | None:
+    """(interval, unit d|wk|mo, product) of a GnRH agonist depot of this strength; None when the table lacks it."""
+    if dose_mg is None:
+        return None
+    return tables().gnrh_intervals.get((ingredient, round(dose_mg, 2)))
+
+
+def gnrh_products(ingredient: str) -> list[tuple[float, int, str, str]]:
+    """(mg, interval, unit, product) of every depot of one GnRH agonist in the table."""
+    return sorted((mg, *v) for (ing, mg), v in tables().gnrh_intervals.items() if ing == ingredient)

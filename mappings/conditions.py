@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from .codes import complications_from_text, lookup_body_site, lookup_condition, site_from_text
+from .codes import complications_from_text, condition_flag, lookup_body_site, lookup_condition, site_from_text
 from .fhir import Resource, codings, concept_text, first_date, status_code
-from .picture import Complication, Metastasis
+from .picture import Complication, FlaggedCondition, Metastasis
 
 SKIP_VERIFICATION = {"refuted", "entered-in-error"}
 INACTIVE_CLINICAL = {"resolved", "inactive"}
@@ -30,6 +30,7 @@ class ConditionFacts:
     receptor_status: list[tuple[str, str, str, date | None]] = field(default_factory=list)  # marker, status, ref, date
     unmapped: list[tuple[str, str, str, str]] = field(default_factory=list)  # ref, system, code, display
     complications: list[Complication] = field(default_factory=list)
+    flagged: list[FlaggedCondition] = field(default_factory=list)  # by keyword (condition_keywords.csv)
 
 
 def condition_date(cond: Resource) -> date | None:
@@ -67,9 +68,17 @@ def read_condition(cond: Resource, ref: str, facts: ConditionFacts) -> None:
         for entry in entries:
             _apply(entry.concept, entry.site, entry.marker, entry.status, cond, ref, when, inactive, entry.display or display, facts)
         break
-    text = concept_text(code).lower()
+    raw_text = concept_text(code)
+    text = raw_text.lower()
     kinds = complications_from_text(text) if text and not inactive else set()
     if not matched:
+        # Concepts with no verified code (interstitial lung disease, visceral crisis): by keyword, and
+        # resolved ones too (a history of pneumonitis matters before trastuzumab deruxtecan). A text
+        # may say both ("visceral crisis from liver metastases"): both are kept.
+        flag = condition_flag(raw_text) if raw_text else None
+        if flag:
+            facts.flagged.append(FlaggedCondition(flag, ref, when, raw_text, status_code(cond.get("clinicalStatus"))))
+            matched = True
         if text and any(w in text for w in _METASTASIS_WORDS) and not inactive:
             regional = any(w in text for w in _REGIONAL_WORDS)
             site = site_from_text(text)

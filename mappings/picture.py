@@ -267,6 +267,17 @@ class LabResult:
 
 
 @dataclass
+class FlaggedCondition:
+    """A Condition recognised by a keyword of condition_keywords.csv (no verified code exists for it)."""
+
+    concept: str  # interstitial-lung-disease | visceral-crisis
+    reference: str
+    date: date | None
+    text: str
+    clinical_status: str  # as recorded (active, resolved, ...); "" when not stated
+
+
+@dataclass
 class Unmapped:
     reference: str
     system: str
@@ -280,7 +291,8 @@ class Unmapped:
 class ClinicalPicture:
     patient: str | None = None
     birth_date: date | None = None
-    gender: str | None = None
+    gender: str | None = None  # Patient.gender (administrative gender)
+    birth_sex: str | None = None  # US Core birth sex extension: male | female | unknown; None when absent
     breast_cancer: bool = False
     breast_cancer_evidence: list[str] = field(default_factory=list)
     diagnosis_date: date | None = None
@@ -308,6 +320,7 @@ class ClinicalPicture:
     procedures: list[dict[str, Any]] = field(default_factory=list)
     complications: list[Complication] = field(default_factory=list)  # pathological fracture, cord compression, hypercalcaemia
     labs: list[LabResult] = field(default_factory=list)  # calcium and albumin, oldest first
+    flagged_conditions: list[FlaggedCondition] = field(default_factory=list)
     hr_override: tuple[str, list[str]] | None = None  # combined ER+PR result when neither is known alone
     unmapped: list[Unmapped] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -344,6 +357,24 @@ class ClinicalPicture:
         return "unknown"
 
     @property
+    def sex(self) -> str:
+        """male | female | unknown: birth sex where recorded (the physiology endocrine therapy acts on), else Patient.gender."""
+        if self.birth_sex in ("male", "female"):
+            return self.birth_sex
+        return self.gender if self.gender in ("male", "female") else "unknown"
+
+    @cached_property
+    def receptor_samples(self) -> dict[str, list[Any]]:
+        """Per marker, one consolidated status per tested sample, oldest first (``receptors.SampleStatus``).
+
+        Computed on demand (order hooks and therapy options ask) from ``receptor_history``; set the
+        history before the first call.
+        """
+        from .receptors import consolidate
+
+        return consolidate(self.receptor_history)
+
+    @property
     def prior_therapy_classes(self) -> list[str]:
         return sorted({t.drug_class for t in self.treatments})
 
@@ -367,6 +398,7 @@ class ClinicalPicture:
             "version": PICTURE_VERSION,
             "patient": self.patient,
             "breastCancer": self.breast_cancer,
+            "sex": self.sex,
             "metastatic": self.metastatic,
             "subtype": self.subtype,
             "er": self.er.to_json(),
@@ -396,6 +428,9 @@ class ClinicalPicture:
             "grade": self.grade.to_json() if self.grade else None,
             "complications": [c.to_json() for c in self.complications],
             "labs": [lab.to_json() for lab in self.labs],
+            **({"flaggedConditions": [
+                {"concept": f.concept, "date": _iso(f.date), "text": f.text, "clinicalStatus": f.clinical_status, "evidence": f.reference}
+                for f in self.flagged_conditions]} if self.flagged_conditions else {}),
             "unmapped": [
                 {"reference": u.reference, "system": u.system, "code": u.code, "display": u.display, "count": u.count, "reason": u.reason}
                 for u in self.unmapped

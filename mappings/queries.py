@@ -37,7 +37,7 @@ def queries() -> tuple[Query, ...]:
         Query("medicationRequests", f"MedicationRequest?patient={p}", "treatment history and active medications", False),
         Query("medicationStatements", f"MedicationStatement?patient={p}", "treatment history and active medications", False),
         Query("medicationAdministrations", f"MedicationAdministration?patient={p}", "treatment history and active medications", False),
-        Query("procedures", f"Procedure?patient={p}", "staging imaging", False),
+        Query("procedures", f"Procedure?patient={p}", "staging imaging and ovarian ablation (oophorectomy, ovarian irradiation)", False),
     )
 
 

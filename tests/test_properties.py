@@ -45,6 +45,41 @@ def test_arbitrary_resources_never_raise(items):
     evaluate("patient-view", pic, hook_instance="x", today=TODAY)
 
 
+draft_fields = st.sampled_from(["medicationCodeableConcept", "medicationReference", "dosageInstruction", "contained", "action",
+                                "resource", "timing", "repeat", "period", "periodUnit", "frequency", "doseAndRate", "doseQuantity",
+                                "value", "unit", "code", "text", "reference", "id", "status", "route", "extension", "coding"])
+
+
+@st.composite
+def draft_entries(draw):
+    """Draft-order entries built from a real draft, with random values put at random places (fuzzing the reader)."""
+    rx = draw(st.sampled_from(["224905", "3639", "72965", "2267582", "50610"]))
+    order = {"resourceType": draw(st.sampled_from(["MedicationRequest", "RequestGroup", "NutritionOrder"])), "id": "d",
+             "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": rx}]},
+             "dosageInstruction": [{"timing": {"repeat": {"period": 3, "periodUnit": "wk"}},
+                                    "doseAndRate": [{"doseQuantity": {"value": 420, "unit": "mg"}}]}],
+             "action": [{"resource": {"reference": "#m"}}], "contained": [{"resourceType": "MedicationRequest", "id": "m"}]}
+    for _ in range(draw(st.integers(1, 6))):
+        node = order
+        for _ in range(draw(st.integers(0, 5))):
+            children = [v for v in (node.values() if isinstance(node, dict) else node) if isinstance(v, (dict, list))]
+            if not children:
+                break
+            node = draw(st.sampled_from(children))
+        if isinstance(node, dict):
+            node[draw(draft_fields)] = draw(json_values)
+        elif isinstance(node, list):
+            node.append(draw(json_values))
+    return [{"resource": order}, *draw(st.lists(json_values, max_size=2))]
+
+
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@given(draft_entries(), st.sampled_from(["order-select", "order-sign"]))
+def test_arbitrary_draft_orders_never_raise(entries, hook):
+    pic = build_picture(fixtures.load(fixtures.PATIENTS / "mbc-her2pos-1.json", TODAY), today=TODAY)
+    evaluate(hook, pic, hook_instance="x", today=TODAY, draft_entries=entries, selections=["MedicationRequest/d"])
+
+
 STATUS = st.sampled_from(["positive", "negative", "unknown"])
 
 
@@ -86,6 +121,93 @@ def test_no_therapy_option_contradicts_receptor_status(pic, positives):
 
 def _option_ids(draft, options):
     return [oid for oid, o in options.items() if any(o["text"] in g for g in draft.guidance)]
+
+
+# -- any-sample semantics (contract: order-receptor-mismatch; ABC: a receptor positive in at least one
+# sample supports its therapy). The oracle below reads the contract, not cds_hooks/rules/safety.py.
+
+HER2_SHAPES = {"0": ("0", "negative", False), "ultralow": ("0", "negative", True), "1+": ("1+", "negative", False),
+               "2+": ("2+", "equivocal", False), "3+": ("3+", "positive", False)}
+
+
+@st.composite
+def sampled_pictures(draw):
+    """A picture whose receptor statuses come from 1-3 tested samples, consolidated as the mapping does."""
+    from mappings.picture import ReceptorResult
+    from mappings.receptors import consolidate, current_status
+
+    results = []
+    for i in range(draw(st.integers(1, 3))):
+        when = date(2020 + 2 * i, 3, 1)
+        common = {"date": when, "sample_key": f"s{i}", "specimen": "primary" if i == 0 else "metastasis"}
+        er = draw(st.sampled_from([None, 0.0, 5.0, 80.0]))
+        if er is not None:
+            status = "negative" if er < 1 else "low-positive" if er <= 10 else "positive"
+            results.append(ReceptorResult("ER", f"Observation/er-{i}", status=status, percent=er, kind="percent", **common))
+        pr = draw(st.sampled_from([None, 0.0, 30.0]))
+        if pr is not None:
+            results.append(ReceptorResult("PR", f"Observation/pr-{i}", status="negative" if pr < 1 else "positive", percent=pr,
+                                          kind="percent", **common))
+        her2 = draw(st.sampled_from([None, *HER2_SHAPES]))
+        if her2 is not None:
+            score, status, ultralow = HER2_SHAPES[her2]
+            results.append(ReceptorResult("HER2", f"Observation/her2-{i}", status=status, her2_ihc=score, ultralow=ultralow, kind="ihc", **common))
+    pic = ClinicalPicture(patient="Patient/p", breast_cancer=True, metastatic=True, metastasis_date=date(2022, 1, 1),
+                          metastases=[Metastasis(site="liver", reference="Condition/liver", date=date(2022, 1, 1), basis="code")])
+    pic.receptor_history = results
+    samples = consolidate(results)
+    pic.er, pic.pr, pic.her2 = (current_status(m, samples.get(m, [])) for m in ("ER", "PR", "HER2"))
+    pic.regimens_after_metastasis = [["x"]] * draw(st.integers(0, 3))
+    pic.menopause = "postmenopausal"
+    return pic, results
+
+
+def _contract_flags(results, classes: set[str], ingredient: str | None) -> bool:
+    """True when the contract says an order of these classes (ingredient) must be flagged."""
+    er = [r.status for r in results if r.marker == "ER"]
+    pr = [r.status for r in results if r.marker == "PR"]
+    her2 = [r for r in results if r.marker == "HER2"]
+    hr_any = any(s in ("positive", "low-positive") for s in er) or "positive" in pr
+    if classes & ENDOCRINE_CLASSES and er and pr and set(er) == {"negative"} and set(pr) == {"negative"}:
+        return True
+    her2_classes = classes & HER2_CLASSES
+    if her2_classes and her2 and {r.status for r in her2} <= {"negative", "equivocal"}:
+        tdxd = her2_classes == {"anti-her2-adc"} and ingredient in (None, "trastuzumab deruxtecan")
+        low = any(r.her2_ihc == "1+" for r in her2)
+        ultralow = any(r.ultralow for r in her2)
+        return not (tdxd and (low or (ultralow and hr_any)))
+    return False
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(sampled_pictures())
+def test_no_option_is_offered_that_no_tested_sample_supports(sampled):
+    pic, results = sampled
+    options = {o["id"]: o for o in knowledge().therapy_options}
+    for draft in fire("patient-view", pic, today=TODAY):
+        if draft.rule != "therapy-options":
+            continue
+        for option_id in _option_ids(draft, options):
+            assert not _contract_flags(results, set(options[option_id]["classes"]), None), option_id
+
+
+DRUGS = [("letrozole", "72965"), ("fulvestrant", "282357"), ("palbociclib", "1601374"), ("trastuzumab", "224905"),
+         ("trastuzumab deruxtecan", "2267582"), ("trastuzumab emtansine", "1371041"), ("tucatinib", "2361285")]
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(sampled_pictures())
+def test_the_mismatch_card_fires_exactly_when_no_tested_sample_supports_the_order(sampled):
+    from mappings.codes import drug_class
+
+    pic, results = sampled
+    for name, rxcui in DRUGS:
+        draft = {"resourceType": "MedicationRequest", "id": "d", "status": "draft", "intent": "order",
+                 "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": rxcui}]}}
+        cards = evaluate("order-sign", pic, hook_instance="x", today=TODAY, draft_entries=[{"resource": draft}])
+        fired = any(c["source"]["topic"]["code"] == "order-receptor-mismatch" for c in cards)
+        assert fired is _contract_flags(results, {drug_class(name) or ""}, name), \
+            (name, [(r.marker, r.status, r.her2_ihc, r.ultralow) for r in results])
 
 
 def test_suggested_resources_are_valid_fhir_r4():

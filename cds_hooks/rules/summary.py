@@ -9,6 +9,7 @@ from mappings.picture import ClinicalPicture
 from ..cards import PICTURE_EXTENSION, Draft, Fact
 from ..describe import SUBTYPE_WORDS, age_years, line_fact, months_between, receptor_facts, sites_fact, treatment_fact, when
 from ..knowledge import Knowledge
+from .cardiac import summary_lvef_fact
 
 
 def summary(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Draft]:
@@ -37,6 +38,9 @@ def summary(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Draft]:
     if pic.metastatic and pic.sites:
         liver = " including liver" if "liver" in pic.sites else ""
         facts.append(Fact(f"Prognostic factor: {len(pic.sites)} metastatic site(s); {'visceral involvement' + liver if pic.visceral else 'no visceral involvement'}"))
+    lvef = summary_lvef_fact(pic, k)  # on anti-HER2 therapy: last LVEF, pre-treatment value, fall
+    if lvef:
+        facts.append(lvef)
     if pic.ecog:
         facts.append(Fact(f"ECOG performance status {pic.ecog.value} ({when(pic.ecog.date)})", [pic.ecog.reference]))
     if pic.grade and pic.grade.value:
