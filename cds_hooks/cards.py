@@ -53,6 +53,7 @@ class Draft:
     indicator: str | None = None  # default from the knowledge file
     extension: dict[str, Any] | None = None
     key: str = ""  # distinguishes two cards of one rule (e.g. two draft orders)
+    source: str | None = None  # a knowledge source key that replaces the rule's own (one citation per card)
 
 
 def _clip(text: str, limit: int = 139) -> str:
@@ -62,7 +63,7 @@ def _clip(text: str, limit: int = 139) -> str:
 
 def render(draft: Draft, knowledge: Knowledge, hook_instance: str) -> dict[str, Any]:
     rule = knowledge.rule(draft.rule)
-    source = knowledge.source(rule["source"])
+    source = knowledge.source(draft.source or rule["source"])
     indicator = draft.indicator or rule["indicator"]
     card_uuid = str(uuid.uuid5(_NAMESPACE, f"{hook_instance}|{draft.rule}|{draft.key}"))
     parts = ["**Patient facts**", *(f.markdown() for f in draft.facts)]

@@ -10,10 +10,9 @@ from hypothesis import strategies as st
 
 import fixtures
 from cds_hooks.evaluate import evaluate
-from cds_hooks.knowledge import knowledge
 from cds_hooks.rules.safety import ENDOCRINE_CLASSES, HER2_CLASSES
 from mappings.build import build_picture
-from mappings.picture import ClinicalPicture, MarkerStatus, Metastasis
+from mappings.picture import ClinicalPicture, MarkerStatus, Metastasis, TherapyLine
 
 TODAY = date(2026, 11, 22)
 json_values = st.recursive(
@@ -60,7 +59,8 @@ def pictures(draw):
     if pic.metastatic:
         pic.metastases = [Metastasis(site=s, reference=f"Condition/{s}", date=date(2025, 1, 1), basis="code")
                           for s in draw(st.sets(st.sampled_from(["bone", "liver", "lung", "brain"]), min_size=1))]
-    pic.regimens_after_metastasis = [["x"]] * draw(st.integers(0, 4))
+    pic.lines = [TherapyLine(i + 1, [draw(st.sampled_from(["letrozole", "paclitaxel", "trastuzumab", "capecitabine"]))],
+                             date(2025, 2 + i, 1), date(2025, 2 + i, 20), "metastatic") for i in range(draw(st.integers(0, 4)))]
     pic.menopause = draw(st.sampled_from(["premenopausal", "postmenopausal", "unknown"]))
     return pic
 
@@ -72,21 +72,17 @@ def test_no_therapy_option_contradicts_receptor_status(pic, positives):
 
     pic.biomarkers = [BiomarkerResult(m, "detected", TODAY, f"Observation/{m}") for m in positives]
     cards = evaluate("patient-view", pic, hook_instance="x", today=TODAY, max_cards=100)
-    options = {o["id"]: o for o in knowledge().therapy_options}
     for card in cards:
         if card["source"]["topic"]["code"] != "therapy-options":
             continue
-        for option_id in filter(None, _option_ids(card, options)):
-            classes = set(options[option_id]["classes"])
+        ext = card["extension"]["mbc-cds-hooks.therapy-options"]
+        for option in ext["options"] + ext.get("nextOptions", []):
+            option_id, classes = option["id"], set(option["classes"])
             if pic.hr_status == "negative":
                 assert not classes & ENDOCRINE_CLASSES, option_id
             if pic.her2.status == "negative":
                 her2_classes = classes & HER2_CLASSES
                 assert not her2_classes or (her2_classes == {"anti-her2-adc"} and pic.her2.category in ("low", "ultralow")), option_id
-
-
-def _option_ids(card, options):
-    return [oid for oid, o in options.items() if o["text"] in card["detail"]]
 
 
 def test_suggested_resources_are_valid_fhir_r4():
