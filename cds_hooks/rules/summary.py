@@ -44,7 +44,9 @@ def summary(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Draft]:
     if pic.grade and pic.grade.value:
         facts.append(Fact(f"Histologic grade {pic.grade.value} ({when(pic.grade.date)})", [pic.grade.reference]))
     age = age_years(pic, today)
-    if pic.menopause != "unknown":
+    if pic.gender == "male":
+        pass  # menopausal status does not apply to men (their endocrine therapy note is in the therapy card)
+    elif pic.menopause != "unknown":
         facts.append(Fact(f"Menopausal status: {pic.menopause}", [pic.menopause_evidence] if pic.menopause_evidence else []))
     else:
         proxy = f"; age {age} is shown only as a proxy" if age is not None else ""
