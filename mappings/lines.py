@@ -22,6 +22,7 @@ evidence of metastasis, the metastatic sites and the mCODE disease-status Observ
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -70,6 +71,7 @@ class Course:
     end: date
     active: bool
     uses: list[MedicationUse] = field(default_factory=list)
+    gaps: list[tuple[int, date, date]] = field(default_factory=list)  # (index of the record after a gap, covered until, its start)
 
     def running_on(self, day: date) -> bool:
         """Given on ``day``, judged only from the records begun by then (a later record never changes the past)."""
@@ -112,36 +114,61 @@ def covered_until(use: MedicationUse) -> date:
 
 def _split_at_other_starts(courses: list[Course]) -> list[Course]:
     """A course resumed after a real gap in which another regimen began is two courses: the resumed
-    drug belongs with what runs then, not with its earlier line."""
+    drug belongs with what runs then, not with its earlier line. Only the gaps found while the course
+    was read are looked at, so cycles given without a gap cost nothing here."""
     while True:
         starts = sorted({c.start for c in courses if c.drug_class not in COMPANION})
         out: list[Course] = []
         changed = False
         for course in courses:
-            piece = [course.uses[0]]
-            until = covered_until(course.uses[0])
-            for use in course.uses[1:]:
-                begin = use.start or date.min
-                if begin > until and any(until < other <= begin and other != course.start for other in starts):
-                    out.append(_course(course.ingredient, course.drug_class, piece))
-                    piece, changed = [], True
-                piece.append(use)
-                until = max(until, covered_until(use))
-            out.append(_course(course.ingredient, course.drug_class, piece))
+            cut = next((index for index, until, begin in course.gaps
+                        if any(until < other <= begin and other != course.start for other in starts)), None)
+            if cut is None:
+                out.append(course)
+                continue
+            out += [_course(course.ingredient, course.drug_class, course.uses[:cut]),
+                    _course(course.ingredient, course.drug_class, course.uses[cut:])]
+            changed = True
         courses = out
         if not changed:
             return courses
 
 
 def _course(ingredient: str, drug_class: str, uses: list[MedicationUse]) -> Course:
-    start = min(u.start or date.min for u in uses)
-    end = max(max(u.start or date.min, u.end or u.start or date.min) for u in uses)
-    return Course(ingredient, drug_class, start, end, any(u.active for u in uses), list(uses))
+    """A course of ``uses`` (in start order), with its gaps: (index, covered until, next start).
+
+    Comparisons inline rather than max()/covered_until() per record: this loop sees every cycle of
+    every drug, and the mapping's budget is counted in Python calls per resource (bench/mapping_cost.py).
+    """
+    first = uses[0].start or date.min
+    course = Course(ingredient, drug_class, first, first, False, uses)
+    point = timedelta(days=POINT_COVER_DAYS)
+    until = date.min
+    for index, use in enumerate(uses):
+        start = use.start or date.min
+        end = use.end
+        if index and start > until:
+            course.gaps.append((index, until, start))
+        if end is not None and end > course.end:
+            course.end = end
+        elif start > course.end:
+            course.end = start
+        if use.active:
+            course.active = True
+            until = date.max
+        else:
+            covered = end if end is not None and end > start else start + point
+            if covered > until:
+                until = covered
+    return course
 
 
 def courses_of(uses: list[MedicationUse]) -> tuple[list[Course], list[str]]:
-    """Courses of every dated record (supportive drugs left out), and the references of undated ones."""
-    by_drug: dict[str, list[MedicationUse]] = {}
+    """Courses of every dated record (supportive drugs left out), and the references of undated ones.
+
+    ``uses`` come sorted by start (ClinicalPicture.medication_uses), so each drug's records are in order.
+    """
+    by_drug: dict[str, list[MedicationUse]] = defaultdict(list)
     undated = []
     for use in uses:
         if use.drug_class in SUPPORTIVE:
@@ -149,21 +176,20 @@ def courses_of(uses: list[MedicationUse]) -> tuple[list[Course], list[str]]:
         if use.start is None:
             undated.append(use.reference)
             continue
-        by_drug.setdefault(use.ingredient, []).append(use)
+        by_drug[use.ingredient].append(use)
     courses: list[Course] = []
     for ingredient, items in by_drug.items():
-        items.sort(key=lambda u: (u.start or date.min, u.reference))
-        current: Course | None = None
-        for use in items:
+        first = 0
+        end = items[0].start or date.min
+        for index, use in enumerate(items):
             start = use.start or date.min
-            end = max(start, use.end or start)
-            if current is not None and (start - current.end).days <= RESTART_GAP_DAYS:
-                current.end = max(current.end, end)
-                current.active = current.active or use.active
-                current.uses.append(use)
-                continue
-            current = Course(ingredient, use.drug_class, start, end, use.active, [use])
-            courses.append(current)
+            if index and (start - end).days > RESTART_GAP_DAYS:
+                courses.append(_course(ingredient, items[first].drug_class, items[first:index]))
+                first = index
+            last = use.end if use.end is not None and use.end > start else start
+            if last > end:
+                end = last
+        courses.append(_course(ingredient, items[first].drug_class, items[first:]))
     courses = _split_at_other_starts(courses)
     courses.sort(key=lambda c: (c.start, c.ingredient))
     return courses, undated
