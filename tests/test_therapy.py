@@ -175,3 +175,15 @@ def test_every_option_is_well_formed_and_ordered_with_a_recorded_source():
     assert k.therapy_order["source"] in k.sources and k.therapy_order["status"] in ("V", "K")
     for option in k.therapy_options:
         assert option["source"] in k.sources and option["status"] in ("V", "K"), option["id"]
+
+
+def test_readme_lists_every_entry_still_marked_k():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    k = knowledge()
+    entries = [f"source `{key}`" for key, s in k.sources.items() if s.get("status") == "K"]
+    entries += [f"rule `{code}`" for code, r in k.rules.items() if r.get("status") == "K"]
+    entries += [f"option `{o['id']}`" for o in k.therapy_options if o.get("status") == "K"]
+    missing = [e for e in entries if f"| {e} |" not in readme]
+    assert not missing, missing
