@@ -64,7 +64,7 @@ def last_start(resources: list[dict[str, Any]]) -> date:
     return max(date.fromisoformat(r.get("authoredOn") or r["effectiveDateTime"]) for r in resources)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(histories(), st.sampled_from(sorted(DRUGS)), st.integers(1, 400), st.none() | st.integers(0, 200))
 def test_a_line_number_never_decreases_when_a_record_is_added_after_the_others(history, name, after, days):
     before = picture(history)
@@ -77,7 +77,7 @@ def test_a_line_number_never_decreases_when_a_record_is_added_after_the_others(h
     assert len(later.lines) >= len(before.lines)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(histories(), st.sampled_from(["letrozole", "anastrozole", "goserelin"]), st.integers(1, 300))
 def test_adding_a_maintenance_agent_to_a_running_regimen_never_changes_the_line(history, name, after):
     before = picture(history)
@@ -101,7 +101,7 @@ SUBTYPES = {
 }
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(histories(), st.sampled_from(sorted(SUBTYPES)), st.sets(st.sampled_from(["gBRCA", "PIK3CA", "ESR1", "AKT1", "PTEN"])),
        st.sampled_from(["premenopausal", "postmenopausal", "unknown"]), st.sampled_from(["female", "male"]))
 def test_no_option_offers_an_agent_already_given_unless_the_guideline_allows_reuse(history, subtype, positives, menopause, sex):
