@@ -13,7 +13,7 @@ KNOWLEDGE_FILE = Path(__file__).parent / "knowledge.yaml"
 
 
 REQUIREMENT_KINDS = {"biomarker", "germline", "pdl1_cps_min", "her2", "menopause", "adjuvant_relapse_within_months",
-                     "prior", "no_prior", "further_lines"}
+                     "prior", "no_prior", "further_lines", "endocrine_resistance"}
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,8 @@ def requirement_met(req: dict[str, Any], pic: ClinicalPicture, ctx: Context) -> 
         lines = ctx.prior + (pic.early_treatment if req.get("setting") == "any" else [])
         given = bool(_classes_given(lines) & wanted)
         return given if "prior" in req else not given
+    if "endocrine_resistance" in req:
+        return pic.endocrine_resistance in req["endocrine_resistance"]
     if "further_lines" in req:
         endocrine_line = any(set(line.classes) & ENDOCRINE for line in ctx.prior)
         return len(ctx.prior) - (1 if endocrine_line else 0) >= int(req["further_lines"])
