@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from mappings.lines import ENDOCRINE, add_months, progression_on
+from mappings.lines import CHEMOTHERAPY, ENDOCRINE, add_months, progression_on
 from mappings.picture import ClinicalPicture, Progression, TherapyLine
 
 from ..cards import Draft, Fact
@@ -188,13 +188,16 @@ def _describe(o: dict[str, Any]) -> str:
     return f"{o['text']} [{o['evidence']}]{mark}"
 
 
-def _listing(title: str, options: list[dict[str, Any]]) -> list[str]:
-    """Offered options numbered in order; the unmet ones on one line with the first requirement they miss."""
+def _listing(title: str, options: list[dict[str, Any]], shown: int = 4) -> list[str]:
+    """Offered options numbered in order; the unmet ones by name (what each misses is in the extension)."""
     offered = [o for o in options if o["met"] and not o["given"]]
-    out = [title] + [f"{i + 1}. {_describe(o)}" for i, o in enumerate(offered)] if offered else [f"{title} none with every requirement met."]
-    unmet = [f"{_name(o)}: {o['unmet'][0]}" for o in options if not o["met"] and not o["hide"]]
+    out = [title] + [f"{i + 1}. {_describe(o)}" for i, o in enumerate(offered[:shown])] if offered else [f"{title} none with every requirement met."]
+    if len(offered) > shown:
+        out.append(f"Also offered: {', '.join(_name(o) for o in offered[shown:])}.")
+    unmet = [_name(o) for o in options if not o["met"] and not o["hide"]]
     if unmet:
-        out.append("Not offered, a requirement is not met: " + "; ".join(unmet) + ".")
+        more = f" and {len(unmet) - 3} more" if len(unmet) > 3 else ""
+        out.append(f"Not offered, a requirement not met: {', '.join(unmet[:3])}{more} (each with its requirements in the card's data).")
     return out
 
 
@@ -205,20 +208,18 @@ def _line_words(line: TherapyLine) -> str:
 
 
 def _facts(pic: ClinicalPicture, on_line: TherapyLine | None, progressed: Progression | None) -> list[Fact]:
-    words = SUBTYPE_WORDS[pic.subtype]
-    if pic.her2.status == "negative" and pic.her2.category in ("0", "ultralow", "low"):
-        words += f", HER2 {pic.her2.category if pic.her2.category != 'low' else '-low'}".replace("HER2 -low", "HER2-low")
-    facts = [Fact(f"Subtype: {words}", pic.er.evidence[:1] + pic.pr.evidence[:1] + pic.her2.evidence[:1])]
+    # Receptors and subtype are the summary card's facts (no line twice in one answer).
+    facts: list[Fact] = []
     if on_line is not None:
-        facts.append(Fact(f"Current: {nth(on_line.line)} line {_line_words(on_line)}", on_line.evidence[:4]))
+        facts.append(Fact(f"Current: {nth(on_line.line)} line {_line_words(on_line)}", on_line.evidence[:2]))
     elif pic.lines:
         last = pic.lines[-1]
-        facts.append(Fact(f"No line running: the {nth(last.line)} line was {_line_words(last)}", last.evidence[:4]))
+        facts.append(Fact(f"No line running: the {nth(last.line)} line was {_line_words(last)}", last.evidence[:2]))
     else:
         facts.append(Fact(f"No treatment for metastatic disease recorded since the first metastasis ({when(pic.metastasis_date)})"))
     if progressed is not None:
         facts.append(Fact(f"Progression on {when(progressed.date)} ({progressed.kind.replace('-', ' ')}) during the {nth(on_line.line if on_line else 1)} line",
-                          progressed.evidence))
+                          progressed.evidence[:2]))
     earlier = [ln for ln in pic.lines if on_line is None or ln.line < on_line.line]
     if on_line is None and pic.lines:
         earlier = pic.lines[:-1]
@@ -256,7 +257,10 @@ def therapy_options(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Dra
         guidance = _listing(f"At progression consider ({nth(line + 1)} line):", next_options)
     else:
         guidance = _listing(f"Options for the {nth(line)} line:", options)
-    guidance += [k.therapy_order["text"], *rule["guidance"]]
+    guidance.append(k.therapy_order["text"])
+    listed = next_options if next_options is not None else options
+    if any(set(o["classes"]) & CHEMOTHERAPY for o in listed if o["met"] and not o["given"]):
+        guidance += rule["guidance"]  # sequential single agents: only where chemotherapy is offered
     shown = [o for o in (next_options if next_options is not None else options) if o["met"] and not o["given"]]
     names = ", ".join(_name(o) for o in shown[:3]) or "no option with every requirement met"
     subtype = SUBTYPE_WORDS[pic.subtype]
