@@ -93,13 +93,11 @@ def treatment_fact(treatments: list[Treatment], label: str = "Treatments so far"
 
 
 def line_fact(pic: ClinicalPicture) -> Fact:
-    if pic.metastasis_date is None:
-        return Fact("Regimens since metastasis: unknown (date of first metastasis not recorded)")
-    regimens = pic.regimens_after_metastasis
-    if not regimens:
-        return Fact(f"No anticancer regimen recorded since metastasis ({pic.metastasis_date.isoformat()})")
-    text = "; ".join(" + ".join(r) for r in regimens)
-    return Fact(f"{len(regimens)} regimen(s) begun since metastasis on {pic.metastasis_date.isoformat()}: {text}")
+    """The lines of therapy for metastatic disease in one line (mappings/lines.py decides them)."""
+    if not pic.lines:
+        return Fact(f"No line of therapy for metastatic disease recorded (first metastasis {when(pic.metastasis_date)})")
+    parts = [f"{ln.line}. {' + '.join(ln.agents)} from {when(ln.start)}" + ("" if ln.ongoing else f" to {when(ln.end)}") for ln in pic.lines]
+    return Fact(f"Lines of therapy for metastatic disease: {'; '.join(parts)}", [r for ln in pic.lines for r in ln.evidence[:1]])
 
 
 def age_years(pic: ClinicalPicture, today: date) -> int | None:

@@ -111,7 +111,13 @@ def _with_overflow(summary: Draft, overflow: list[Draft], k: Knowledge) -> Draft
         return summary
     extra = [Fact(f"{ALSO[2:]}{d.summary}", d.evidence()) for d in overflow]
     codes = [c for d in overflow for c in (d.rules or [d.rule])]
-    return replace(summary, facts=summary.facts + extra, rules=[SUMMARY, *codes])
+    # Machine-readable extensions of the cards that did not fit (the therapy options) travel with
+    # the summary, which lists those cards: nothing a system reads is lost with the card.
+    extension = dict(summary.extension or {})
+    for d in overflow:
+        for key, value in (d.extension or {}).items():
+            extension.setdefault(key, value)
+    return replace(summary, facts=summary.facts + extra, rules=[SUMMARY, *codes], extension=extension)
 
 
 def _render_all(drafts: list[Draft], k: Knowledge, hook_instance: str, limits: Limits) -> list[dict[str, Any]]:

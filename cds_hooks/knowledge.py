@@ -12,6 +12,10 @@ import yaml
 KNOWLEDGE_FILE = Path(__file__).parent / "knowledge.yaml"
 
 
+REQUIREMENT_KINDS = {"biomarker", "germline", "pdl1_cps_min", "her2", "menopause", "adjuvant_relapse_within_months",
+                     "prior", "no_prior", "further_lines", "endocrine_resistance"}
+
+
 @dataclass(frozen=True)
 class Knowledge:
     version: str
@@ -20,6 +24,7 @@ class Knowledge:
     therapy_options: list[dict[str, Any]]
     override_reasons: list[dict[str, str]]
     economy: dict[str, Any]
+    therapy_order: dict[str, Any]
 
     def rule(self, code: str) -> dict[str, Any]:
         return self.rules[code]
@@ -45,6 +50,27 @@ def _check(k: Knowledge) -> None:
     ids = [o["id"] for o in k.therapy_options]
     if len(ids) != len(set(ids)):
         raise ValueError("knowledge.yaml: duplicate therapy option ids")
+    for key, source in k.sources.items():
+        if not str(source.get("url", "")).startswith("https://") or "search" in source["url"] or "?term=" in source["url"]:
+            raise ValueError(f"knowledge.yaml: source {key} needs a DOI or label URL, not {source.get('url')!r}")
+        if not isinstance(source.get("year"), int):
+            raise ValueError(f"knowledge.yaml: source {key} needs a year")
+    from mappings.codes import tables
+
+    classes = tables().drug_class
+    for option in k.therapy_options:
+        oid = option["id"]
+        if bool(option.get("regimen")) == bool(option.get("alternatives")):
+            raise ValueError(f"knowledge.yaml: option {oid} needs exactly one of regimen or alternatives")
+        agents = [a for slot in option.get("regimen") or [] for a in slot] + list(option.get("alternatives") or [])
+        unknown = [a for a in agents + list(option.get("reuse") or []) if a not in classes]
+        if unknown:
+            raise ValueError(f"knowledge.yaml: option {oid} names agents without a drug class: {unknown}")
+        if option["source"] not in k.sources or len(option["lines"]) != 2 or option.get("sex") not in (None, "female", "male"):
+            raise ValueError(f"knowledge.yaml: option {oid} has a bad source, lines or sex")
+        for req in option.get("requires") or []:
+            if "text" not in req or not set(req) - {"text", "setting"} <= REQUIREMENT_KINDS:
+                raise ValueError(f"knowledge.yaml: option {oid} has an unknown requirement {req}")
 
 
 @lru_cache(maxsize=1)
@@ -57,6 +83,7 @@ def knowledge() -> Knowledge:
         therapy_options=data.get("therapy_options", []),
         override_reasons=data.get("override_reasons", []),
         economy=data["card_economy"],
+        therapy_order=data.get("therapy_order", {}),
     )
     _check(k)
     return k

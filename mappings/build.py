@@ -24,6 +24,7 @@ from .receptors import (
     discordance,
     read_receptor_observation,
 )
+from .lines import build_lines, endocrine_resistance
 from .picture import MedicationUse
 from .treatments import read_medication, summarise
 
@@ -200,7 +201,7 @@ def build_picture(resources: Iterable[Resource], today: date | None = None) -> C
             continue
         if use is not None:
             uses.append(use)
-    pic.treatments, pic.regimens_after_metastasis, pic.regimens = summarise(uses, pic.metastasis_date)
+    pic.treatments = summarise(uses)
     pic.medication_uses = sorted(uses, key=lambda u: (u.start or date.min, u.ingredient, u.reference))
 
     pic.lvef = sorted(obs_facts.lvef, key=lambda m: m.date or date.min)
@@ -214,8 +215,26 @@ def build_picture(resources: Iterable[Resource], today: date | None = None) -> C
     pic.biomarkers = sorted(obs_facts.biomarkers, key=lambda b: (b.marker, b.date or date.min))
     pic.labs = sorted(obs_facts.labs, key=lambda lab: (lab.date or date.min, lab.test, lab.reference))
     pic.complications = sorted(cond.complications, key=lambda c: (c.date or date.min, c.kind, c.reference))
+    _lines_of_therapy(pic)
     pic.unmapped = _aggregate(unmapped)
     return pic
+
+
+def _lines_of_therapy(pic: ClinicalPicture) -> None:
+    """Lines, early treatment, progressions and endocrine resistance: once per picture, from the records read."""
+    surgery = [p["date"] for p in pic.procedures if p["kind"] == "breast-surgery" and p["date"]]
+    built = build_lines(pic.medication_uses, metastatic=pic.metastatic, metastasis_date=pic.metastasis_date,
+                        metastases=pic.metastases, statuses=[(m.date, m.reference, "") for m in pic.progression],
+                        surgery=surgery)
+    pic.lines, pic.early_treatment, pic.progressions = built.lines, built.early, built.progressions
+    pic.warnings.extend(f"{ref}: no date, so it is in no line of therapy" for ref in built.undated)
+    resistance = endocrine_resistance(built.lines, built.early, built.progressions, hr_positive=pic.hr_status == "positive",
+                                      metastatic=pic.metastatic, relapse=pic.metastasis_date,
+                                      relapse_evidence=pic.metastatic_evidence)
+    pic.endocrine_resistance = resistance.status
+    pic.endocrine_resistance_basis = resistance.basis
+    pic.endocrine_resistance_evidence = resistance.evidence
+    pic.endocrine_progression = resistance.last_progression_on_endocrine
 
 
 def _receptors_from_conditions(pic: ClinicalPicture, cond: ConditionFacts, hr: MarkerStatus) -> None:

@@ -160,6 +160,13 @@ class MedicationUse:
 
         return read_intent(self.resource)
 
+    @cached_property
+    def stop_reason(self) -> str | None:
+        """Why it was stopped (mCODE termination reason): completed | no-response | not-tolerated | patient-choice | other."""
+        from .treatments import read_stop_reason
+
+        return read_stop_reason(self.resource)
+
     def dose_mg(self) -> float | None:
         """The dose in mg when it was recorded in mg (or g/ug); None for mg/kg, mg/m2 or no dose."""
         amount, unit, _ = self.dose
@@ -278,6 +285,54 @@ class FlaggedCondition:
 
 
 @dataclass
+class TherapyLine:
+    """One regimen line: a line of therapy for metastatic disease (line >= 1) or early treatment (line 0).
+
+    Built by ``mappings.lines`` from ``medication_uses``; ``evidence`` names the first and last record
+    of each drug's course (every record is listed under ``treatments``).
+    """
+
+    line: int  # 1 = first line for metastatic disease; 0 = early (adjuvant/neoadjuvant) treatment
+    agents: list[str]  # generic names, lower case, in the order they began
+    start: date | None
+    end: date | None  # None while ongoing
+    setting: str  # metastatic | adjuvant | neoadjuvant | early
+    evidence: list[str] = field(default_factory=list)
+    stop_reason: str | None = None  # progression | no-response | not-tolerated | completed | patient-choice | other
+    basis: str = "first"  # why the line began: first | progression | regimen-change | early
+    classes: list[str] = field(default_factory=list)
+    endocrine_start: date | None = None  # when its first endocrine agent began (may join later: maintenance)
+
+    @property
+    def ongoing(self) -> bool:
+        return self.end is None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"line": self.line, "agents": self.agents, "start": _iso(self.start), "end": _iso(self.end),
+                               "evidence": self.evidence, "setting": self.setting}
+        if self.stop_reason:
+            out["stopReason"] = self.stop_reason
+        return out
+
+
+@dataclass
+class Progression:
+    """Disease progression as recorded: mCODE disease status "worsened", a new metastatic site, or a
+    drug stopped for no response (mCODE treatment termination reason)."""
+
+    date: date | None
+    kind: str  # disease-status | new-site | treatment-stopped (relapse: only as endocrine_progression)
+    evidence: list[str] = field(default_factory=list)
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"date": _iso(self.date), "kind": self.kind, "evidence": self.evidence}
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+@dataclass
 class Unmapped:
     reference: str
     system: str
@@ -307,8 +362,13 @@ class ClinicalPicture:
     discordance: list[dict[str, Any]] = field(default_factory=list)
     treatments: list[Treatment] = field(default_factory=list)
     medication_uses: list[MedicationUse] = field(default_factory=list)  # every record behind ``treatments``, by start date
-    regimens_after_metastasis: list[list[str]] = field(default_factory=list)
-    regimens: list[tuple[date, list[str]]] = field(default_factory=list)  # every regimen, with its start
+    lines: list[TherapyLine] = field(default_factory=list)  # lines of therapy for metastatic disease, in order
+    early_treatment: list[TherapyLine] = field(default_factory=list)  # adjuvant / neoadjuvant regimens (line 0)
+    progressions: list[Progression] = field(default_factory=list)  # by date
+    endocrine_resistance: str = "unknown"  # primary | secondary | none | unknown (ABC; mappings.lines)
+    endocrine_resistance_basis: str = ""  # the facts that decided it, in words
+    endocrine_resistance_evidence: list[str] = field(default_factory=list)
+    endocrine_progression: Progression | None = None  # the last progression on endocrine therapy (or relapse during adjuvant ET)
     lvef: list[Measurement] = field(default_factory=list)
     weight: list[Measurement] = field(default_factory=list)
     ecog: Measurement | None = None
@@ -379,9 +439,9 @@ class ClinicalPicture:
         return sorted({t.drug_class for t in self.treatments})
 
     @property
-    def line(self) -> int:
-        """Number of anticancer regimens begun since the first evidence of metastasis."""
-        return len(self.regimens_after_metastasis)
+    def current_line(self) -> TherapyLine | None:
+        """The latest line for metastatic disease, if any (ongoing or not)."""
+        return self.lines[-1] if self.lines else None
 
     def active_classes(self) -> set[str]:
         return {t.drug_class for t in self.treatments if t.active}
@@ -420,7 +480,10 @@ class ClinicalPicture:
                  "evidence": t.evidence[:5], "evidenceCount": len(t.evidence)}
                 for t in self.treatments
             ],
-            "regimensAfterMetastasis": self.regimens_after_metastasis,
+            "lines": [line.to_json() for line in self.lines],
+            "earlyTreatment": [line.to_json() for line in self.early_treatment],
+            "progressions": [p.to_json() for p in self.progressions],
+            "endocrineResistance": self.endocrine_resistance,
             "lvef": [m.to_json() for m in self.lvef],
             "ecog": self.ecog.to_json() if self.ecog else None,
             "menopause": {"status": self.menopause, "evidence": self.menopause_evidence},

@@ -127,36 +127,11 @@ def metastatic_sites(pic: ClinicalPicture) -> list[dict[str, Any]]:
 
 
 def therapy_lines(pic: ClinicalPicture) -> list[dict[str, Any]]:
-    """The lines lane: ``pic.lines`` and ``pic.early_treatment`` (issue 12) when the picture has them,
-    otherwise today's ``pic.regimens``. One function, so the fallback goes when issue 12 is merged."""
-    lines = getattr(pic, "lines", None)
-    if lines is not None:
-        early = getattr(pic, "early_treatment", None) or []
-        early = early if isinstance(early, list) else [early]
-        return [{
-            "line": t.line, "agents": list(t.agents), "start": _iso(t.start), "end": _iso(t.end), "setting": t.setting,
-            "ongoing": t.end is None, "evidence": list(t.evidence), "stopReason": t.stop_reason,
-        } for t in [*early, *lines]]
-    # Fallback: a regimen's end is the last end of its agents' records begun before the next regimen.
-    out: list[dict[str, Any]] = []
-    number = 0
-    for i, (start, agents) in enumerate(pic.regimens):
-        following = pic.regimens[i + 1][0] if i + 1 < len(pic.regimens) else None
-        uses = [u for u in pic.medication_uses if u.ingredient in agents and u.start and u.start >= start
-                and (following is None or u.start < following)]
-        ongoing = any(u.active for u in uses)
-        ends = [d for d in (u.end or u.start for u in uses) if d]
-        if pic.metastasis_date is None:
-            setting = "unknown"
-        else:
-            setting = "metastatic" if start >= pic.metastasis_date else "early"
-        number += setting == "metastatic"
-        out.append({
-            "line": number if setting == "metastatic" else 0, "agents": list(agents), "start": start.isoformat(),
-            "end": None if ongoing or not ends else max(ends).isoformat(), "setting": setting, "ongoing": ongoing,
-            "evidence": sorted({u.reference for u in uses}), "stopReason": None,
-        })
-    return out
+    """The lines lane: early (adjuvant/neoadjuvant) treatment as line 0, then the lines for metastatic disease."""
+    return [{
+        "line": t.line, "agents": list(t.agents), "start": _iso(t.start), "end": _iso(t.end), "setting": t.setting,
+        "ongoing": t.end is None, "evidence": list(t.evidence), "stopReason": t.stop_reason,
+    } for t in [*pic.early_treatment, *pic.lines]]
 
 
 def current_line(lines: list[dict[str, Any]]) -> dict[str, Any] | None:

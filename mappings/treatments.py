@@ -1,9 +1,8 @@
 """Treatment history from MedicationRequest, MedicationStatement and MedicationAdministration.
 
 RxNorm product codes (SCD, SBD, group codes) roll up to ingredients through the shipped table
-(no RxNav at run time); a drug with no known code is matched by name. A regimen is the set of
-anticancer drugs started within REGIMEN_WINDOW_DAYS of each other; a drug given again after a
-gap of more than RESTART_GAP_DAYS starts a new course.
+(no RxNav at run time); a drug with no known code is matched by name. Regimens and lines of therapy
+are built from the same records in ``lines.py`` (REGIMEN_WINDOW_DAYS, RESTART_GAP_DAYS below).
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
 from .codes import RXNORM, drug_class, ingredient_for_rxcui, ingredient_from_text, lookup_answer, norm_system, strength_for_rxcui
 from .fhir import Resource, as_list, codings, concept_text, extensions, first_date, ref_target, status_code
@@ -167,6 +166,23 @@ def read_intent(resource: Resource) -> str | None:
     return None
 
 
+def read_stop_reason(resource: Resource) -> str | None:
+    """Why the drug was stopped, from statusReason or the mCODE termination-reason extension (STU1-STU4).
+
+    Values: completed | no-response | not-tolerated | patient-choice | other (mCODE
+    TreatmentTerminationReasonVS, answer_codes.csv); None when not recorded or not coded.
+    """
+    reasons = as_list(resource.get("statusReason"))
+    for ext in extensions(resource, "termination-reason"):
+        reasons.append(ext.get("valueCodeableConcept"))
+    for concept in reasons:
+        for system, code, _ in codings(concept):
+            meaning = lookup_answer(system, code)
+            if meaning and meaning.startswith("stop-"):
+                return meaning[5:]
+    return None
+
+
 def read_medication(resource: Resource, ref: str, medications: dict[str, Resource], today: date,
                     unmapped: list[tuple[str, str, str, str]], cache: dict | None = None) -> MedicationUse | None:
     rtype = resource.get("resourceType", "")
@@ -196,13 +212,12 @@ def read_medication(resource: Resource, ref: str, medications: dict[str, Resourc
     return MedicationUse(ingredient, klass, start, end, active, ref, basis, rtype, resource, concept)
 
 
-def summarise(uses: list[MedicationUse], metastasis_date: date | None) -> tuple[list[Treatment], list[list[str]], list[tuple[date, list[str]]]]:
-    """Per-drug summaries, the regimens begun since metastasis, and every regimen with its start."""
+def summarise(uses: list[MedicationUse]) -> list[Treatment]:
+    """One summary per drug (lines of therapy are built from the same records in ``lines.py``)."""
     by_drug: dict[str, list[MedicationUse]] = defaultdict(list)
     for use in uses:
         by_drug[use.ingredient].append(use)
     treatments: list[Treatment] = []
-    course_starts: list[tuple[date, str]] = []
     for ingredient, items in by_drug.items():
         starts = sorted(u.start for u in items if u.start)
         ends = [d for d in (u.end or u.start for u in items) if d]
@@ -211,21 +226,5 @@ def summarise(uses: list[MedicationUse], metastasis_date: date | None) -> tuple[
             end=max(ends) if ends else None, active=any(u.active for u in items),
             evidence=sorted({u.reference for u in items}),
         ))
-        if items[0].drug_class in NOT_A_REGIMEN:
-            continue
-        last: date | None = None
-        started = [(u.start, u) for u in items if u.start]
-        for start, use in sorted(started, key=lambda su: su[0]):
-            if last is None or (start - last).days > RESTART_GAP_DAYS:
-                course_starts.append((start, ingredient))
-            last = max(last or start, use.end or start)
     treatments.sort(key=lambda t: (t.start or date.min, t.ingredient))
-    regimens: list[tuple[date, list[str]]] = []
-    for start, ingredient in sorted(course_starts):
-        if regimens and start - regimens[-1][0] <= timedelta(days=REGIMEN_WINDOW_DAYS):
-            if ingredient not in regimens[-1][1]:
-                regimens[-1][1].append(ingredient)
-        else:
-            regimens.append((start, [ingredient]))
-    after = [drugs for start, drugs in regimens if metastasis_date is not None and start >= metastasis_date]
-    return treatments, after, regimens
+    return treatments

@@ -9,6 +9,7 @@ import pytest
 
 import fixtures
 from tests.conftest import SERVICE_FOR_HOOK, case_request, rule_codes, today
+from tests.support.therapy import check_therapy
 
 pytestmark = pytest.mark.integration
 CASES = fixtures.manifest()
@@ -28,10 +29,16 @@ def test_case(case, mode, loaded, live_service):
     body = case_request(case, loaded.base_url if mode == "fetch" else None)
     response = live_service.client.post(f"/cds-services/{SERVICE_FOR_HOOK[case['hook']]}", json=body)
     assert response.status_code == 200, response.text
-    codes = rule_codes(response.json())
+    answer = response.json()
+    codes = rule_codes(answer)
     missing = [c for c in case.get("expect", []) if c not in codes]
     unwanted = [c for c in case.get("absent", []) if c in codes]
     assert not missing and not unwanted, f"{case['id']} ({case['why']}): missing {missing}, unwanted {unwanted}; got {codes}"
+    if "therapy" in case:
+        check_therapy(case, answer)
+    for phrase in case.get("text_absent", []):
+        found = [c["source"]["topic"]["code"] for c in answer["cards"] if phrase.lower() in (c["summary"] + c.get("detail", "")).lower()]
+        assert not found, f"{case['id']}: {phrase!r} in {found}"
 
 
 def test_every_rule_code_has_a_firing_case_and_a_near_miss():

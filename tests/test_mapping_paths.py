@@ -109,14 +109,6 @@ def test_cancelled_and_unknown_medications():
     assert ("http://www.nlm.nih.gov/research/umls/rxnorm", "197361") in {(u.system, u.code) for u in p.unmapped}
 
 
-def test_regimens_after_metastasis():
-    p = pic(cond("m", SCT, "94222008", onset="2025-01-01"),
-            med("e", "72965", start="2024-01-01", status="completed"),          # adjuvant: before metastasis
-            med("f", "72965", start="2025-02-01"), med("g", "1601374", start="2025-02-10"),  # first line
-            med("h", "282357", start="2025-09-01"))                            # second line
-    assert p.regimens_after_metastasis == [["letrozole", "palbociclib"], ["fulvestrant"]]
-
-
 def test_other_facts():
     p = pic(obs("l1", "10230-1", when="2026-01-01", valueQuantity={"value": 62, "unit": "%"}),
             obs("l2", "10230-1", when="2026-10-01", valueQuantity={"value": 48, "unit": "%"}),

@@ -9,11 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fixtures
-from cds_hooks.evaluate import evaluate, fire
-from cds_hooks.knowledge import knowledge
+from cds_hooks.evaluate import each_card, evaluate
 from cds_hooks.rules.safety import ENDOCRINE_CLASSES, HER2_CLASSES
 from mappings.build import build_picture
-from mappings.picture import ClinicalPicture, MarkerStatus, Metastasis
+from mappings.picture import ClinicalPicture, MarkerStatus, Metastasis, TherapyLine
 
 TODAY = date(2026, 11, 22)
 json_values = st.recursive(
@@ -95,7 +94,8 @@ def pictures(draw):
     if pic.metastatic:
         pic.metastases = [Metastasis(site=s, reference=f"Condition/{s}", date=date(2025, 1, 1), basis="code")
                           for s in draw(st.sets(st.sampled_from(["bone", "liver", "lung", "brain"]), min_size=1))]
-    pic.regimens_after_metastasis = [["x"]] * draw(st.integers(0, 4))
+    pic.lines = [TherapyLine(i + 1, [draw(st.sampled_from(["letrozole", "paclitaxel", "trastuzumab", "capecitabine"]))],
+                             date(2025, 2 + i, 1), date(2025, 2 + i, 20), "metastatic") for i in range(draw(st.integers(0, 4)))]
     pic.menopause = draw(st.sampled_from(["premenopausal", "postmenopausal", "unknown"]))
     return pic
 
@@ -106,21 +106,18 @@ def test_no_therapy_option_contradicts_receptor_status(pic, positives):
     from mappings.picture import BiomarkerResult
 
     pic.biomarkers = [BiomarkerResult(m, "detected", TODAY, f"Observation/{m}") for m in positives]
-    options = {o["id"]: o for o in knowledge().therapy_options}
-    for draft in fire("patient-view", pic, today=TODAY):
-        if draft.rule != "therapy-options":
+    cards = each_card("patient-view", pic, today=TODAY)
+    for card in cards:
+        if card["source"]["topic"]["code"] != "therapy-options":
             continue
-        for option_id in filter(None, _option_ids(draft, options)):
-            classes = set(options[option_id]["classes"])
+        ext = card["extension"]["mbc-cds-hooks.therapy-options"]
+        for option in ext["options"] + ext.get("nextOptions", []):
+            option_id, classes = option["id"], set(option["classes"])
             if pic.hr_status == "negative":
                 assert not classes & ENDOCRINE_CLASSES, option_id
             if pic.her2.status == "negative":
                 her2_classes = classes & HER2_CLASSES
                 assert not her2_classes or (her2_classes == {"anti-her2-adc"} and pic.her2.category in ("low", "ultralow")), option_id
-
-
-def _option_ids(draft, options):
-    return [oid for oid, o in options.items() if any(o["text"] in g for g in draft.guidance)]
 
 
 # -- any-sample semantics (contract: order-receptor-mismatch; ABC: a receptor positive in at least one
@@ -157,7 +154,6 @@ def sampled_pictures(draw):
     pic.receptor_history = results
     samples = consolidate(results)
     pic.er, pic.pr, pic.her2 = (current_status(m, samples.get(m, [])) for m in ("ER", "PR", "HER2"))
-    pic.regimens_after_metastasis = [["x"]] * draw(st.integers(0, 3))
     pic.menopause = "postmenopausal"
     return pic, results
 
@@ -183,12 +179,15 @@ def _contract_flags(results, classes: set[str], ingredient: str | None) -> bool:
 @given(sampled_pictures())
 def test_no_option_is_offered_that_no_tested_sample_supports(sampled):
     pic, results = sampled
-    options = {o["id"]: o for o in knowledge().therapy_options}
-    for draft in fire("patient-view", pic, today=TODAY):
-        if draft.rule != "therapy-options":
+    from mappings.codes import drug_class
+
+    for card in each_card("patient-view", pic, today=TODAY):
+        if card["source"]["topic"]["code"] != "therapy-options":
             continue
-        for option_id in _option_ids(draft, options):
-            assert not _contract_flags(results, set(options[option_id]["classes"]), None), option_id
+        ext = card["extension"]["mbc-cds-hooks.therapy-options"]
+        for option in ext["options"] + ext.get("nextOptions", []):
+            for agent in option["agents"]:
+                assert not _contract_flags(results, {drug_class(agent) or ""}, agent), (option["id"], agent)
 
 
 DRUGS = [("letrozole", "72965"), ("fulvestrant", "282357"), ("palbociclib", "1601374"), ("trastuzumab", "224905"),

@@ -14,10 +14,11 @@ import yaml
 
 import fixtures
 from cds_hooks.cards import visible_rules
-from cds_hooks.evaluate import evaluate
+from cds_hooks.evaluate import each_card, evaluate
 from mappings.build import build_picture
 from mappings.codes import lookup_observation, lookup_condition
 from tests.conftest import REALDATA
+from tests.support.therapy import check_therapy
 
 EXPECTED = yaml.safe_load((fixtures.HERE.parent / "tests" / "expected" / "realdata.yaml").read_text())
 TODAY = date(2026, 11, 22)
@@ -57,6 +58,25 @@ def test_picture(name):
             continue
         found = pic.biomarker(key)
         assert bool(found) == (value is not None), key
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_lines_of_therapy(name):
+    """Lines, early treatment and endocrine resistance as worked out by reading each record (realdata.yaml)."""
+    exp = EXPECTED[name]
+    pic, js, _ = _picture(name)
+    assert [ln["agents"] for ln in js["lines"]] == exp["lines"]
+    assert [ln["agents"] for ln in js["earlyTreatment"]] == exp["early_treatment"]
+    assert js["endocrineResistance"] == exp["endocrine_resistance"]
+
+
+@pytest.mark.parametrize("name", sorted(n for n in EXPECTED if "therapy" in EXPECTED[n]))
+def test_therapy_options(name):
+    """therapy-options.line and its options for the metastatic records (same checks as the fixture manifest)."""
+    exp = EXPECTED[name]
+    pic = build_picture(fixtures.load(REALDATA / name, TODAY), today=TODAY)
+    cards = each_card("patient-view", pic, today=TODAY)
+    check_therapy({"id": name, "why": "tests/expected/realdata.yaml", "therapy": exp["therapy"]}, {"cards": cards})
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -125,15 +125,22 @@ def brain_metastasis(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Dr
     cns = [m for m in pic.metastases if m.site in ("brain", "meninges") and not m.regional]
     if not cns:
         return []
-    facts = [Fact(f"{m.site.capitalize()} metastasis since {when(m.date)}", [m.reference]) for m in cns]
+    rule = k.rule("brain-metastasis")
+    facts = [Fact(f"{'Leptomeningeal' if m.site == 'meninges' else 'Brain'} metastasis since {when(m.date)}", [m.reference]) for m in cns]
     facts.append(marker_fact(pic.her2))
-    which = "Leptomeningeal" if all(m.site == "meninges" for m in cns) else "Brain"
-    return [Draft("brain-metastasis", f"{which} metastases recorded: plan local therapy and CNS-active systemic therapy", facts,
-                  k.rule("brain-metastasis")["guidance"])]
+    sites = {m.site for m in cns}
+    if sites == {"meninges"}:
+        # Leptomeningeal disease has its own pathway: not SRS or surgery as routine (EANO-ESMO 2017).
+        return [Draft("brain-metastasis", "Leptomeningeal metastases recorded: plan systemic and intrathecal therapy with neuro-oncology",
+                      facts, rule["leptomeningeal"], source=rule["leptomeningeal_source"])]
+    guidance = rule["guidance"] + (rule["leptomeningeal"][:1] if "meninges" in sites else [])
+    which = "Brain and leptomeningeal" if "meninges" in sites else "Brain"
+    return [Draft("brain-metastasis", f"{which} metastases recorded: plan local therapy and CNS-active systemic therapy", facts, guidance)]
 
 
 def oligometastatic(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Draft]:
-    if not pic.metastatic or len(pic.sites) != 1:
+    """A single site of limited disease; never brain or leptomeningeal disease or a malignant effusion alone."""
+    if not pic.metastatic or len(pic.sites) != 1 or pic.sites[0] in k.rule("oligometastatic")["not_for_sites"]:
         return []
     lesions = [m for m in pic.metastases if not m.regional]
     if len(lesions) > 5:

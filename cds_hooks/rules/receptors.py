@@ -24,13 +24,16 @@ def receptor_status_missing(pic: ClinicalPicture, k: Knowledge, today: date) -> 
 
 
 def biopsy_reassessment(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Draft]:
-    if not pic.metastatic:
+    """No receptor result since metastasis; never a brain or leptomeningeal biopsy only to re-test
+    receptors, so no card when the CNS is the only site."""
+    rule = k.rule("biopsy-reassessment")
+    cns = set(rule["cns_sites"])
+    if not pic.metastatic or (pic.sites and set(pic.sites) <= cns):
         return []
     for r in pic.receptor_history:
         sampled = r.specimen_date or r.date
         if r.specimen == "metastasis" or (pic.metastasis_date and sampled and sampled >= pic.metastasis_date):
             return []
-    rule = k.rule("biopsy-reassessment")
     facts = [sites_fact(pic)]
     latest = [marker_fact(s) for s in (pic.er, pic.pr, pic.her2) if s.status != "unknown"]
     if latest:
@@ -40,8 +43,11 @@ def biopsy_reassessment(pic: ClinicalPicture, k: Knowledge, today: date) -> list
         facts.append(Fact("No ER/PR/HER2 result at all"))
     guidance = list(rule["guidance"])
     ranks = tables().sites
-    candidates = sorted(pic.sites, key=lambda s: int(ranks.get(s, {}).get("biopsy_rank", 9)))
-    if pic.sites and all(s in ("bone", "bone-marrow") for s in pic.sites):
+    sites = [s for s in pic.sites if s not in cns]
+    candidates = sorted(sites, key=lambda s: int(ranks.get(s, {}).get("biopsy_rank", 9)))
+    if set(pic.sites) & cns:
+        guidance.append(rule["cns_note"])
+    if sites and all(s in ("bone", "bone-marrow") for s in sites):
         guidance.append(rule["bone_only"])
         summary_text = "Bone-only metastatic disease without a metastasis biopsy: consider biopsy to reassess ER, PR and HER2"
     else:

@@ -30,9 +30,11 @@ def summary(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Draft]:
     if pic.metastatic:
         facts.append(line_fact(pic))
     # Known prognostic factors, each with its source; no survival figure is shown as the patient's own.
+    de_novo = False
     if pic.metastatic and pic.diagnosis_date and pic.metastasis_date:
         months = months_between(pic.diagnosis_date, pic.metastasis_date)
-        label = "de novo metastatic disease" if months <= 3 else f"disease-free interval about {months} months"
+        de_novo = months <= 3
+        label = "de novo metastatic disease" if de_novo else f"disease-free interval about {months} months"
         facts.append(Fact(f"Prognostic factor: {label} (diagnosis {when(pic.diagnosis_date)}, first metastasis {when(pic.metastasis_date)})",
                           pic.breast_cancer_evidence[:2] + pic.metastatic_evidence[:2]))
     if pic.metastatic and pic.sites:
@@ -46,7 +48,9 @@ def summary(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Draft]:
     if pic.grade and pic.grade.value:
         facts.append(Fact(f"Histologic grade {pic.grade.value} ({when(pic.grade.date)})", [pic.grade.reference]))
     age = age_years(pic, today)
-    if pic.menopause != "unknown":
+    if pic.gender == "male":
+        pass  # menopausal status does not apply to men (their endocrine therapy note is in the therapy card)
+    elif pic.menopause != "unknown":
         facts.append(Fact(f"Menopausal status: {pic.menopause}", [pic.menopause_evidence] if pic.menopause_evidence else []))
     else:
         proxy = f"; age {age} is shown only as a proxy" if age is not None else ""
@@ -55,5 +59,8 @@ def summary(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Draft]:
         facts.append(Fact(f"Receptor discordance between samples: {', '.join(d['marker'] for d in pic.discordance)} (see its card)"))
     if pic.unmapped:
         facts.append(Fact(f"{sum(u.count for u in pic.unmapped)} coded entries were read but not classified (listed in the clinical picture's `unmapped`)"))
-    return [Draft("mbc-summary", text, facts, guidance=k.rule("mbc-summary")["guidance"],
+    guidance = list(k.rule("mbc-summary")["guidance"])
+    if de_novo:
+        guidance.append(k.rule("mbc-summary")["de_novo"])
+    return [Draft("mbc-summary", text, facts, guidance=guidance,
                   extension={PICTURE_EXTENSION: pic.to_json()})]
