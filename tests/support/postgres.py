@@ -57,10 +57,10 @@ class PostgresCluster:
 
     user = "mbc"
 
-    def __init__(self, bin_dir: Path, start_timeout: float = 30.0):
+    def __init__(self, bin_dir: Path, start_timeout: float = 30.0, port: int | None = None, password: str | None = None):
         self.bin = bin_dir
-        self.password = secrets.token_urlsafe(16)
-        self.port = _free_port()
+        self.password = password or secrets.token_urlsafe(16)
+        self.port = port or _free_port()  # a given port: a database that "comes back" where a service expects it
         root = os.geteuid() == 0
         # Under root the server runs as 'postgres', which must be able to reach the temp dir.
         parent = tempfile.gettempdir() if not root or _traversable(tempfile.gettempdir()) else "/tmp"
