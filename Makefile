@@ -25,10 +25,17 @@ fhir-test-server/node_modules/.package-lock.json: fhir-test-server/package-lock.
 	touch $@
 
 # Demo only: no EHR JWT is checked (the service logs a warning); production runs `mbc-cds-hooks serve` with MBC_TRUSTED_ISSUERS.
+# The manifest checks (tests/test_kubernetes.py) in their own venv: kubernetes-validate ships the
+# Kubernetes schemas; checkov pins many packages of its own.
+.venv-iac/.installed: deploy/kubernetes/checks-constraints.txt
+	$(PYTHON) -m venv .venv-iac
+	.venv-iac/bin/python -m pip install --quiet -c deploy/kubernetes/checks-constraints.txt kubernetes-validate checkov
+	touch $@
+
 run: install
 	MBC_AUTH_REQUIRED=false $(VENV)/bin/mbc-cds-hooks serve
 
-test: install fhir-test-server/node_modules/.package-lock.json .venv-sekmet/.installed
+test: install fhir-test-server/node_modules/.package-lock.json .venv-sekmet/.installed .venv-iac/.installed
 	$(PY) -m mypy service mappings cds_hooks fixtures
 	$(PY) -m pytest -q
 
@@ -40,4 +47,4 @@ bench: install
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) .venv-sekmet fhir-test-server/node_modules .pytest_cache
+	rm -rf $(VENV) .venv-sekmet .venv-iac fhir-test-server/node_modules .pytest_cache
