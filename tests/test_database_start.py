@@ -5,7 +5,6 @@ refuses what needs the database with 503 (never a 500 or an exit), and recovers 
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import subprocess
 import sys
@@ -13,13 +12,12 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 import fixtures
 from service.edge.feedback import FeedbackStore
 from service.store import open_database
 from tests.conftest import hook_request, rule_codes
-from tests.support.postgres import PostgresCluster, find_bin, postgres_cluster, postgres_url  # noqa: F401  (fixtures)
+from tests.support.postgres import PostgresCluster, postgres_cluster, postgres_url, require_bin  # noqa: F401  (fixtures)
 from tests.support.replicas import ROOT, Replica, free_port, make_ehr, service_env
 
 PATIENT = "mbc-hrpos-bone-1"
@@ -49,18 +47,8 @@ def test_migrate_without_a_database_fails_with_a_clear_message_and_no_secret(tmp
     assert "s3cret-pw" not in done.stdout + done.stderr
 
 
-def _cluster_binaries() -> Path:
-    bin_dir = find_bin()
-    if bin_dir is None:
-        message = "PostgreSQL server binaries not found (apt-get install postgresql, or set PG_BIN)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message}; CI must run the PostgreSQL tests (.ci/run installs the package)")
-        pytest.skip(message)
-    return bin_dir
-
-
 def test_a_replica_without_postgresql_stays_up_not_ready_and_recovers_when_it_comes_back(tmp_path: Path) -> None:
-    bin_dir = _cluster_binaries()
+    bin_dir = require_bin()
     pg_port, password = free_port(), secrets.token_urlsafe(16)
     ehr = make_ehr(tmp_path / "ehr")
     replica = Replica("r1", free_port(), service_env(

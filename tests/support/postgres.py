@@ -26,6 +26,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.ci import missing
+
 
 class PostgresError(RuntimeError):
     pass
@@ -141,14 +143,18 @@ class PostgresCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def postgres_cluster() -> Iterator[PostgresCluster]:
+def require_bin() -> Path:
+    """The server binaries, or skip (fail under CI)."""
     bin_dir = find_bin()
     if bin_dir is None:
-        message = "PostgreSQL server binaries not found (apt-get install postgresql, or set PG_BIN)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message}; CI must run the PostgreSQL tests (.ci/run installs the package)")
-        pytest.skip(message)
+        missing("PostgreSQL server binaries not found (apt-get install postgresql, or set PG_BIN)",
+                "the PostgreSQL tests (.ci/run installs the package)")
+    return bin_dir
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    bin_dir = require_bin()
     try:
         cluster = PostgresCluster(bin_dir)
     except PostgresError as exc:
