@@ -217,8 +217,9 @@ def test_serve_drains_then_stops_and_exits_0_on_sigterm(tmp_path, workers):
     _SlowFhir.called.clear()
     fhir = ThreadingHTTPServer(("127.0.0.1", 0), _SlowFhir)
     threading.Thread(target=fhir.serve_forever, daemon=True).start()
+    # Its own process group: if the test fails, the cleanup also ends the workers of a killed supervisor.
     proc = subprocess.Popen([sys.executable, "-m", "service.kit.cli", "serve"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=base, timeout=10) as http:
@@ -272,8 +273,11 @@ def test_serve_drains_then_stops_and_exits_0_on_sigterm(tmp_path, workers):
             caller.join(timeout=5)
         assert answer["r"].status_code == 200 and "cards" in answer["r"].json()
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        if proc.poll() != 0:  # still running, or killed: end its workers too (a clean exit 0 ended them)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             proc.wait()
         fhir.shutdown()
 

@@ -76,8 +76,9 @@ class Replica:
     def start(self) -> "Replica":
         self.starts += 1
         with open(self.log_path, "wb") as log:
+            # Its own process group, so that teardown can end a supervisor's workers too.
             self.proc = subprocess.Popen([sys.executable, "-m", "service.kit.cli", "serve"], cwd=ROOT, env=self._env,
-                                         stdout=log, stderr=subprocess.STDOUT)
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
     def readyz(self, timeout: float = 3.0) -> httpx.Response | None:
@@ -107,14 +108,22 @@ class Replica:
         return code
 
     def stop(self) -> None:
-        """Test teardown: SIGTERM, then SIGKILL if it does not end in 30 s. Safe to call twice."""
-        if self.proc is not None and self.proc.poll() is None:
+        """Test teardown: SIGTERM, then SIGKILL to the whole process group (workers included) if it
+        does not end in 30 s. Safe to call twice."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                pass
+        if self.proc.poll() != 0:  # killed or stuck: its workers may still run (a clean exit 0 ended them)
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
 
     def log_records(self) -> list[dict[str, Any]]:
         """Every JSON log line of every start (a plain-text line would be a traceback: kept as text)."""
