@@ -41,5 +41,6 @@ ENV PATH=/opt/venv/bin:$PATH \
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
   CMD python3 -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('MBC_PORT', '8080'), timeout=2)"
-# uvicorn handles SIGTERM (docker stop): in-flight calls finish within MBC_SHUTDOWN_GRACE_SECONDS.
+# SIGTERM (docker stop): MBC_DRAIN_SECONDS (5) of draining, then in-flight calls finish within
+# MBC_SHUTDOWN_GRACE_SECONDS (10): give `docker stop -t` (compose: stop_grace_period) more than both.
 CMD ["mbc-cds-hooks", "serve"]

@@ -24,12 +24,19 @@ fhir-test-server/node_modules/.package-lock.json: fhir-test-server/package-lock.
 	.venv-sekmet/bin/python -m pip install --quiet -c fhir-test-server/sekmet-constraints.txt sekmet-fhir
 	touch $@
 
+# The manifest checks (tests/test_kubernetes.py) in their own venv: kubernetes-validate ships the
+# Kubernetes schemas; checkov pins many packages of its own.
+.venv-iac/.installed: deploy/kubernetes/checks-constraints.txt
+	$(PYTHON) -m venv .venv-iac
+	.venv-iac/bin/python -m pip install --quiet -c deploy/kubernetes/checks-constraints.txt kubernetes-validate checkov
+	touch $@
+
 # Demo only: no EHR JWT is checked (the service logs a warning); production runs `mbc-cds-hooks serve` with MBC_TRUSTED_ISSUERS.
 # The timeline viewer is on, so the summary card links it (README, Timeline viewer).
 run: install
 	MBC_AUTH_REQUIRED=false MBC_VIEWER_ENABLED=true $(VENV)/bin/mbc-cds-hooks serve
 
-test: install fhir-test-server/node_modules/.package-lock.json .venv-sekmet/.installed
+test: install fhir-test-server/node_modules/.package-lock.json .venv-sekmet/.installed .venv-iac/.installed
 	$(PY) -m mypy service mappings cds_hooks fixtures
 	$(PY) -m pytest -q
 
@@ -41,4 +48,4 @@ bench: install
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) .venv-sekmet fhir-test-server/node_modules .pytest_cache
+	rm -rf $(VENV) .venv-sekmet .venv-iac fhir-test-server/node_modules .pytest_cache

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: int = Field(
         10, ge=0, le=300, description="On SIGTERM, time in-flight calls get to finish before connections are closed."
     )
+    drain_seconds: float = Field(
+        5, ge=0, le=300,
+        description="On SIGTERM, how long /readyz answers 503 while calls are still accepted and answered, so a load "
+        "balancer stops sending new ones first (set it above the balancer's check interval x fall count); 0 turns it off.",
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
 
     hook_deadline_seconds: float = Field(

@@ -8,6 +8,7 @@ several replicas share. Both sit behind :class:`Database`, so callers write one 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sqlite3
 import threading
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import asyncpg
+
+log = logging.getLogger("mbc_cds_hooks")
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -74,6 +77,9 @@ _SCHEMA: dict[Dialect, list[str]] = {
 }
 
 _SCHEMA_LOCK = 0x4D4243  # pg_advisory lock key: replicas starting together create the schema one at a time
+# The tables and indexes the DDL above creates, read from it so the list cannot drift.
+_SCHEMA_OBJECTS = sorted(set(re.findall(r"CREATE (?:UNIQUE )?(?:TABLE|INDEX) IF NOT EXISTS (\w+)", " ".join(_SCHEMA["postgresql"]))))
+_RETRY_SECONDS = (1.0, 2.0, 4.0, 8.0)  # waits between connection attempts after a failed start; the last repeats
 
 
 class StoreUnavailable(Exception):
@@ -113,8 +119,11 @@ class SqliteDatabase:
         self._db.execute("PRAGMA synchronous=FULL")
         self._lock = threading.Lock()
         self._closed = False
+        count = f"SELECT count(*) FROM sqlite_master WHERE name IN ({', '.join('?' * len(_SCHEMA_OBJECTS))})"
+        before = self._db.execute(count, _SCHEMA_OBJECTS).fetchone()[0]
         for statement in _SCHEMA["sqlite"]:
             self._db.execute(statement)
+        self.schema_created = self._db.execute(count, _SCHEMA_OBJECTS).fetchone()[0] - before
 
     @staticmethod
     def _sql(sql: str) -> str:
@@ -152,15 +161,39 @@ class PostgresDatabase:
 
     def __init__(self, pool: asyncpg.Pool):
         self._pool = pool
+        self.schema_created = 0  # tables and indexes this process created (0: the schema was there)
 
     @classmethod
     async def connect(cls, url: str, pool_size: int = 10, timeout: float = 10.0) -> "PostgresDatabase":
         pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size, timeout=timeout, command_timeout=timeout)
+        try:
+            created = await cls._create_schema(pool)
+        except BaseException:
+            await pool.close()
+            raise
+        db = cls(pool)
+        db.schema_created = created
+        return db
+
+    @staticmethod
+    async def _create_schema(pool: asyncpg.Pool) -> int:
+        """Create what is missing, under a transaction-scoped advisory lock: replicas (or ``migrate``
+        runs) starting together take turns, and all but the first find the schema complete and run
+        no DDL at all (so a role without CREATE rights can serve once the schema exists)."""
+        count = ("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                 "WHERE n.nspname = current_schema() AND c.relname = ANY($1::text[])")
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
-            for statement in _SCHEMA["postgresql"]:
-                await conn.execute(statement)
-        return cls(pool)
+            before = await conn.fetchval(count, _SCHEMA_OBJECTS)
+            if before == len(_SCHEMA_OBJECTS):
+                created = 0
+            else:
+                for statement in _SCHEMA["postgresql"]:
+                    await conn.execute(statement)
+                created = await conn.fetchval(count, _SCHEMA_OBJECTS) - before
+        log.info("database schema created" if created else "database schema present",
+                 extra={"event": "schema", "objects_created": created, "objects": len(_SCHEMA_OBJECTS)})
+        return int(created)
 
     async def execute(self, sql: str, *args: Any) -> int:
         status = await self._pool.execute(sql, *args)  # e.g. "INSERT 0 3", "DELETE 2"
@@ -178,9 +211,91 @@ class PostgresDatabase:
         await self._pool.close()
 
 
-async def open_database(url: str | None, sqlite_path: str, pool_size: int = 10) -> Database:
-    """PostgreSQL when a URL is given, else the SQLite file; the schema exists on return."""
+class DeferredDatabase:
+    """PostgreSQL that may not answer yet when a replica starts (the database restarting, a network
+    policy not yet applied): the replica starts anyway, ``/readyz`` reports not-ready with the
+    reason, and the pool is opened in the background as soon as the database answers.
+
+    Until then every statement raises :class:`StoreUnavailable`, which callers already turn into
+    503 ``store-unavailable`` with Retry-After: feedback is refused rather than lost, and with auth
+    on the JWT replay check fails closed. Calls that need no database (hooks with auth off) work.
+    """
+
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, url: str, pool_size: int = 10, retry_seconds: tuple[float, ...] = _RETRY_SECONDS):
+        self._url = url
+        self._pool_size = pool_size
+        self._retry_seconds = retry_seconds
+        self._db: PostgresDatabase | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.reason = "not connected yet"
+
+    async def open(self) -> "DeferredDatabase":
+        """One attempt now; if it fails, keep trying in the background."""
+        if not await self._attempt():
+            self._task = asyncio.create_task(self._retry(), name="database-connect")
+        return self
+
+    async def _attempt(self) -> bool:
+        try:
+            self._db = await PostgresDatabase.connect(self._url, self._pool_size)
+        except Exception as exc:  # noqa: BLE001 - whatever the cause, the replica stays up and says why
+            # The type name only: a driver message may carry the host or user, never needed here.
+            self.reason = type(exc).__name__
+            log.warning("database unreachable; retrying in the background",
+                        extra={"event": "store", "error": self.reason})
+            return False
+        log.info("database connected", extra={"event": "store"})
+        return True
+
+    async def _retry(self) -> None:
+        attempt = 0
+        while True:
+            await asyncio.sleep(self._retry_seconds[min(attempt, len(self._retry_seconds) - 1)])
+            attempt += 1
+            if await self._attempt():
+                return
+
+    @property
+    def schema_created(self) -> int:
+        return self._db.schema_created if self._db else 0
+
+    def _ready(self) -> PostgresDatabase:
+        if self._db is None:
+            raise StoreUnavailable(f"not connected since start-up: {self.reason}; retrying")
+        return self._db
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        return await self._ready().execute(sql, *args)
+
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        return await self._ready().fetch(sql, *args)
+
+    async def ping(self, timeout: float = 2.0) -> None:
+        await self._ready().ping(timeout)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self._db is not None:
+            await self._db.close()
+
+
+async def open_database(url: str | None, sqlite_path: str, pool_size: int = 10, *, wait: bool = True) -> Database:
+    """PostgreSQL when a URL is given, else the SQLite file; the schema exists on return.
+
+    ``wait=False`` (the service's start-up): a PostgreSQL that does not answer yet does not stop the
+    process; see :class:`DeferredDatabase`. A SQLite file that cannot be opened is a configuration
+    error and still stops it.
+    """
     if url:
+        if not wait:
+            return await DeferredDatabase(url, pool_size).open()
         return await PostgresDatabase.connect(url, pool_size)
     return await asyncio.to_thread(SqliteDatabase, sqlite_path)
 

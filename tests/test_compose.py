@@ -61,7 +61,8 @@ def test_every_mbc_variable_is_a_real_setting_and_valid(services, monkeypatch):
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     settings = Settings()  # the values validate as the container would read them
-    assert settings.shutdown_grace_seconds < _seconds(services["cds-hooks"]["stop_grace_period"])
+    # docker stop: SIGTERM, then SIGKILL after stop_grace_period; the drain and the grace must fit in it.
+    assert settings.drain_seconds + settings.shutdown_grace_seconds < _seconds(services["cds-hooks"]["stop_grace_period"])
 
 
 def _seconds(value: str) -> int:

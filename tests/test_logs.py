@@ -169,7 +169,7 @@ def test_a_real_serve_writes_only_json_lines_uvicorn_included(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("MBC_")}
-    env.update(MBC_PORT=str(port), MBC_AUTH_REQUIRED="false", MBC_LOG_LEVEL="info",
+    env.update(MBC_PORT=str(port), MBC_AUTH_REQUIRED="false", MBC_LOG_LEVEL="info", MBC_DRAIN_SECONDS="0.5",
                MBC_FEEDBACK_DB=str(tmp_path / "feedback.sqlite3"))
     proc = subprocess.Popen([sys.executable, "-m", "service.kit.cli", "serve"], cwd=Path(__file__).resolve().parents[1],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -198,5 +198,6 @@ def test_a_real_serve_writes_only_json_lines_uvicorn_included(tmp_path):
     assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
     assert any(r["logger"].startswith("uvicorn") and "Uvicorn running" in r["message"] for r in records)
     assert any(r.get("event") == "hook" and r.get("status") == 200 for r in records)
+    assert any(r.get("event") == "shutdown" and r["message"] == "draining" for r in records)
     assert any(r["logger"].startswith("uvicorn") and "shutdown" in r["message"].lower() for r in records)
     assert patient_id not in out.decode()

@@ -184,13 +184,14 @@ def _free_port() -> int:
 
 
 class _SlowFhir(BaseHTTPRequestHandler):
-    """A FHIR server that takes a second for every search (empty Bundles)."""
+    """A FHIR server that takes ``delay`` seconds for every search (empty Bundles)."""
 
     called = threading.Event()  # reset by each test
+    delay = 4.5
 
     def do_GET(self) -> None:  # noqa: N802
         self.called.set()
-        time.sleep(1.0)
+        time.sleep(self.delay)
         body = b'{"resourceType": "Bundle", "type": "searchset"}'
         self.send_response(200)
         self.send_header("Content-Type", "application/fhir+json")
@@ -203,16 +204,22 @@ class _SlowFhir(BaseHTTPRequestHandler):
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_serve_drains_and_exits_0_on_sigterm(tmp_path, workers):
-    port, grace = _free_port(), 5
+def test_serve_drains_then_stops_and_exits_0_on_sigterm(tmp_path, workers):
+    """SIGTERM: /readyz turns 503 at once while calls are still answered (with Connection: close) for
+    MBC_DRAIN_SECONDS; then the listener closes, the call still in flight gets its answer within
+    MBC_SHUTDOWN_GRACE_SECONDS, and the process exits 0. With 2 workers the supervisor forwards the
+    signal and each worker drains the same way."""
+    port, drain, grace = _free_port(), 2.5, 5
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR") and not k.startswith("MBC_")}
     env.update(MBC_PORT=str(port), MBC_WORKERS=str(workers), MBC_AUTH_REQUIRED="false", MBC_LOG_LEVEL="warning",
-               MBC_FEEDBACK_DB=str(tmp_path / "feedback.sqlite3"), MBC_SHUTDOWN_GRACE_SECONDS=str(grace))
+               MBC_FEEDBACK_DB=str(tmp_path / "feedback.sqlite3"), MBC_SHUTDOWN_GRACE_SECONDS=str(grace),
+               MBC_DRAIN_SECONDS=str(drain), MBC_HOOK_DEADLINE_SECONDS="8")
     _SlowFhir.called.clear()
     fhir = ThreadingHTTPServer(("127.0.0.1", 0), _SlowFhir)
     threading.Thread(target=fhir.serve_forever, daemon=True).start()
+    # Its own process group: if the test fails, the cleanup also ends the workers of a killed supervisor.
     proc = subprocess.Popen([sys.executable, "-m", "service.kit.cli", "serve"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=base, timeout=10) as http:
@@ -228,13 +235,14 @@ def test_serve_drains_and_exits_0_on_sigterm(tmp_path, workers):
                 time.sleep(0.2)
             patient = fixtures.load(fixtures.PATIENTS / f"{PATIENT}.json")
             prefetch = fixtures.prefetch_for(patient, [q.key for q in services()["mbc-patient-view"].queries])
-            assert "mbc-summary" in rule_codes(http.post("/cds-services/mbc-patient-view", json=hook_request(
-                "patient-view", PATIENT, prefetch=prefetch)).json())
+            full = hook_request("patient-view", PATIENT, prefetch=prefetch)
+            first = http.post("/cds-services/mbc-patient-view", json=full)
+            assert "mbc-summary" in rule_codes(first.json()) and first.headers.get("connection") != "close"
             for _ in range(6):  # with 2 workers (multiprocess mode): both workers' figures, whichever answers
                 _, samples = scrape(http)
                 assert value(samples, "mbc_hook_requests_total", service="mbc-patient-view", hook="patient-view", status="200") == 1
 
-            # A call in flight when SIGTERM arrives (its FHIR reads take 1 s) still gets its answer.
+            # A call in flight when SIGTERM arrives, whose FHIR reads outlast the drain period.
             answer: dict[str, httpx.Response] = {}
             slow = hook_request("patient-view", PATIENT, fhir_server=f"http://127.0.0.1:{fhir.server_port}",
                                 prefetch={"patient": prefetch["patient"]})
@@ -243,13 +251,33 @@ def test_serve_drains_and_exits_0_on_sigterm(tmp_path, workers):
             assert _SlowFhir.called.wait(10)  # the call is in flight: the service is reading FHIR
             started = time.monotonic()
             proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=grace + 5) == 0
-            assert time.monotonic() - started < grace + 1
+            with httpx.Client(base_url=base, timeout=5) as other:  # a second client, as a balancer's checker
+                # At once: one worker takes the signal itself; the supervisor of 2 forwards it on its next
+                # 0.5 s tick (uvicorn's Multiprocess loop).
+                while other.get("/readyz").status_code == 200:
+                    assert time.monotonic() - started < 1.0 + 0.5 * (workers > 1), "readyz must turn 503 at once"
+                    time.sleep(0.02)
+                for _ in range(2 * workers):  # every worker turned not-ready, whichever answers
+                    seen = other.get("/readyz")
+                    assert seen.status_code == 503 and seen.json()["status"] == "draining", seen.text
+                during = other.post("/cds-services/mbc-patient-view", json=full)  # still answered while draining
+                assert during.status_code == 200 and "mbc-summary" in rule_codes(during.json())
+                assert during.headers["connection"] == "close"  # keep-alive clients move to another replica
+                if workers == 1:  # then the listener closes (with 2 workers the supervisor keeps the socket open)
+                    time.sleep(max(0.0, started + drain + 0.5 - time.monotonic()))
+                    assert proc.poll() is None  # still finishing the slow call
+                    with pytest.raises(httpx.ConnectError):
+                        other.get("/healthz")
+            assert proc.wait(timeout=drain + grace + 5) == 0
+            assert drain <= time.monotonic() - started < drain + grace + 1
             caller.join(timeout=5)
         assert answer["r"].status_code == 200 and "cards" in answer["r"].json()
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        if proc.poll() != 0:  # still running, or killed: end its workers too (a clean exit 0 ended them)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             proc.wait()
         fhir.shutdown()
 

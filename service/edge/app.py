@@ -7,6 +7,7 @@ The routes live in ``routes/`` by group (hooks, feedback, ops); this module only
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -26,6 +27,8 @@ from ..settings import Settings, get_settings
 from ..store import SqlReplayStore, StoreUnavailable, open_database
 from .auth import AuthFailed, Authenticator, unauthorized
 from .cors import JsonCORSMiddleware
+from .drain import CloseWhileDraining, Drain
+from .drain import install as install_drain
 from .feedback import FeedbackStore
 from .request_id import RequestIdMiddleware
 from .responses import JSONResponse, error
@@ -50,7 +53,8 @@ def _lifespan(settings: Settings, authenticator: Authenticator, catalog: dict[st
                 max_resources=settings.fhir_max_resources,
             ))
             url = settings.database_url.get_secret_value() if settings.database_url else None
-            app.state.db = await open_database(url, settings.feedback_db, settings.database_pool_size)
+            # A PostgreSQL that does not answer yet leaves the replica up and not ready (store.DeferredDatabase).
+            app.state.db = await open_database(url, settings.feedback_db, settings.database_pool_size, wait=False)
             app.state.feedback = FeedbackStore(app.state.db)
             if settings.viewer_enabled:
                 from ..viewer.sessions import SessionStore
@@ -63,10 +67,13 @@ def _lifespan(settings: Settings, authenticator: Authenticator, catalog: dict[st
             # Long-lived start-up objects move out of the collector's way (performance.md: gc tail).
             gc.collect()
             gc.freeze()
+            restore_sigterm = install_drain(app.state.drain, settings.drain_seconds, asyncio.get_running_loop())
             log.info("service ready", extra={"event": "startup", "services": list(catalog)})
             try:
                 yield
             finally:  # after uvicorn has drained in-flight calls (MBC_SHUTDOWN_GRACE_SECONDS); the client closes next
+                if restore_sigterm:
+                    restore_sigterm()
                 await app.state.db.close()
                 log.info("service stopped", extra={"event": "shutdown"})
 
@@ -105,7 +112,8 @@ def _middleware(app: FastAPI, settings: Settings, catalog: dict[str, Any]) -> No
         max_age=600,
     )
     app.add_middleware(HookMetricsMiddleware, hooks={sid: svc.hook for sid, svc in catalog.items()})
-    app.add_middleware(RequestIdMiddleware)  # outermost: every answer, CORS preflights too, carries the id
+    app.add_middleware(RequestIdMiddleware)  # every answer, CORS preflights too, carries the id
+    app.add_middleware(CloseWhileDraining, drain=app.state.drain)  # outermost: after SIGTERM every answer closes
 
 
 def _openapi(app: FastAPI) -> None:
@@ -132,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan(settings, authenticator, catalog),
     )
     app.state.auth = authenticator
+    app.state.drain = Drain()
     _error_handlers(app)
     _middleware(app, settings, catalog)
     app.include_router(hook_routes.router(settings, catalog))

@@ -55,6 +55,40 @@ def serve(
             shutil.rmtree(scratch, ignore_errors=True)
 
 
+@app.command()
+def migrate() -> None:
+    """Create the database schema (DATABASE_URL, else MBC_FEEDBACK_DB) and exit: safe to run from
+    several places at once (PostgreSQL advisory lock), and a no-op when the schema is there."""
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from ..settings import Settings
+    from ..store import open_database
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        typer.echo(f"Invalid settings:\n{exc}", err=True)
+        raise typer.Exit(2)
+    url = settings.database_url.get_secret_value() if settings.database_url else None
+
+    async def run() -> int:
+        db = await open_database(url, settings.feedback_db)
+        try:
+            return int(getattr(db, "schema_created", 0))
+        finally:
+            await db.close()
+
+    try:
+        created = asyncio.run(run())
+    except Exception as exc:  # noqa: BLE001 - the type only: a driver message may name the host or user
+        typer.echo(f"error: the database did not answer or refused the schema ({type(exc).__name__})", err=True)
+        raise typer.Exit(1)
+    where = "PostgreSQL (DATABASE_URL)" if url else f"SQLite {settings.feedback_db}"
+    typer.echo(f"schema created in {where}: {created} tables and indexes" if created else f"schema present in {where}")
+
+
 def _metrics_dir(workers: int) -> Optional[str]:
     """Prometheus multiprocess mode: clear PROMETHEUS_MULTIPROC_DIR of a previous run's files, or
     make a temporary one when several workers would otherwise each show only their own figures.

@@ -26,6 +26,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.ci import missing
+
 
 class PostgresError(RuntimeError):
     pass
@@ -57,10 +59,10 @@ class PostgresCluster:
 
     user = "mbc"
 
-    def __init__(self, bin_dir: Path, start_timeout: float = 30.0):
+    def __init__(self, bin_dir: Path, start_timeout: float = 30.0, port: int | None = None, password: str | None = None):
         self.bin = bin_dir
-        self.password = secrets.token_urlsafe(16)
-        self.port = _free_port()
+        self.password = password or secrets.token_urlsafe(16)
+        self.port = port or _free_port()  # a given port: a database that "comes back" where a service expects it
         root = os.geteuid() == 0
         # Under root the server runs as 'postgres', which must be able to reach the temp dir.
         parent = tempfile.gettempdir() if not root or _traversable(tempfile.gettempdir()) else "/tmp"
@@ -141,14 +143,18 @@ class PostgresCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def postgres_cluster() -> Iterator[PostgresCluster]:
+def require_bin() -> Path:
+    """The server binaries, or skip (fail under CI)."""
     bin_dir = find_bin()
     if bin_dir is None:
-        message = "PostgreSQL server binaries not found (apt-get install postgresql, or set PG_BIN)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message}; CI must run the PostgreSQL tests (.ci/run installs the package)")
-        pytest.skip(message)
+        missing("PostgreSQL server binaries not found (apt-get install postgresql, or set PG_BIN)",
+                "the PostgreSQL tests (.ci/run installs the package)")
+    return bin_dir
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    bin_dir = require_bin()
     try:
         cluster = PostgresCluster(bin_dir)
     except PostgresError as exc:
