@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from mappings.picture import ClinicalPicture, MarkerStatus, Treatment
+from mappings.picture import ClinicalPicture, MarkerStatus, TherapyLine, Treatment
+from mappings.timeline import marker_label
 
 from .cards import Fact
 
@@ -79,7 +80,7 @@ def sites_fact(pic: ClinicalPicture) -> Fact:
     parts = []
     for site in pic.sites:
         first = min((m.date for m in distant if m.site == site and m.date), default=None)
-        parts.append(f"{site} (since {when(first)})")
+        parts.append(f"{site} since {when(first)}")
     visceral = "visceral disease" if pic.visceral else "no visceral disease"
     return Fact(f"Metastatic sites: {', '.join(parts)}; {visceral}", sorted({m.reference for m in distant}))
 
@@ -98,6 +99,68 @@ def line_fact(pic: ClinicalPicture) -> Fact:
         return Fact(f"No line of therapy for metastatic disease recorded (first metastasis {when(pic.metastasis_date)})")
     parts = [f"{ln.line}. {' + '.join(ln.agents)} from {when(ln.start)}" + ("" if ln.ongoing else f" to {when(ln.end)}") for ln in pic.lines]
     return Fact(f"Lines of therapy for metastatic disease: {'; '.join(parts)}", [r for ln in pic.lines for r in ln.evidence[:1]])
+
+
+_ORDINALS = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth"}
+
+
+def nth(n: int) -> str:
+    return _ORDINALS.get(n, f"{n}th")
+
+
+def line_words(line: TherapyLine) -> str:
+    """'letrozole + palbociclib (since 2025-03-02)', or with its end and why it stopped."""
+    span = f"{when(line.start)} to {when(line.end)}" if line.end else f"since {when(line.start)}"
+    stop = f", stopped: {line.stop_reason}" if line.stop_reason else ""
+    return f"{' + '.join(line.agents)} ({span}{stop})"
+
+
+def receptor_lines(pic: ClinicalPicture) -> list[Fact]:
+    """ER, PR and HER2 in as few lines as their samples allow: one line per sample (specimen and date)."""
+    groups: dict[tuple, list[MarkerStatus]] = {}
+    out: list[Fact] = []
+    missing = []
+    for status in (pic.er, pic.pr, pic.her2):
+        if status.conflict:
+            out.append(marker_fact(status))
+        elif status.status == "unknown" and status.source == "none":
+            missing.append(status.marker)
+        else:
+            groups.setdefault((status.date, status.specimen, status.source, status.preliminary), []).append(status)
+    for (when_, specimen, source, preliminary), statuses in groups.items():
+        labels = ", ".join(marker_label(s.marker, s.status, s.percent, s.category, s.ihc, s.ish) for s in statuses)
+        where = "problem list, not a test result" if source == "condition" else {
+            "primary": "primary tumour", "metastasis": "metastasis"}.get(specimen, "sample site not recorded")
+        prelim = ", preliminary" if preliminary else ""
+        out.insert(len(out), Fact(f"{labels}: {where}, {when(when_)}{prelim}", [r for s in statuses for r in s.evidence]))
+    if pic.hr_override and pic.er.status == "unknown" and pic.pr.status == "unknown":
+        out.append(Fact(f"Hormone receptors (ER and PR tested together): {pic.hr_override[0]}", pic.hr_override[1]))
+        missing = [m for m in missing if m not in ("ER", "PR")]
+    if missing:
+        out.append(Fact(f"No result: {', '.join(missing)}"))
+    return out
+
+
+def current_line_fact(pic: ClinicalPicture) -> Fact:
+    """The line the patient is in (or was last in) for metastatic disease."""
+    if not pic.lines:
+        return Fact("No treatment for metastatic disease recorded")
+    last = pic.lines[-1]
+    if last.ongoing:
+        return Fact(f"{nth(last.line).capitalize()} line: {line_words(last)}", last.evidence[:2])
+    return Fact(f"No line running; last, {nth(last.line)} line: {line_words(last)}", last.evidence[:2])
+
+
+def early_treatment_fact(pic: ClinicalPicture) -> Fact:
+    """Adjuvant or neoadjuvant regimens: they decide endocrine resistance but are not lines."""
+    parts = [(f"{line.setting} " if line.setting in ("adjuvant", "neoadjuvant") else "") + line_words(line)
+             for line in pic.early_treatment]
+    return Fact(f"Early treatment, not counted as a line: {'; '.join(parts)}", [r for line in pic.early_treatment for r in line.evidence[:1]])
+
+
+def lower_first(text: str) -> str:
+    """'Aromatase inhibitor' -> 'aromatase inhibitor' inside a sentence; 'CDK4/6', 'HER2' keep their capitals."""
+    return text[0].lower() + text[1:] if text[:1].isupper() and text[1:2].islower() else text
 
 
 def age_years(pic: ClinicalPicture, today: date) -> int | None:

@@ -94,7 +94,7 @@ def _shown_lines(draft: Draft, seen: set[str], limit: int) -> list[str]:
     """The draft's detail without lines an earlier card shows, blank runs collapsed, within ``limit``."""
     out: list[str] = []
     for line in detail_lines(draft):
-        if line and line in seen:
+        if line and (line in seen or line in out):  # shown by an earlier card, or by this one (a merged card's parts)
             continue
         if not line and (not out or not out[-1]):
             continue

@@ -155,7 +155,7 @@ def test_options_wait_for_progression_before_the_next_line():
 
 def test_bone_card_names_single_fraction_radiotherapy_and_de_novo_surgery_is_in_the_summary():
     bone = cards(picture(sites=("bone",)))["bone-targeted-agent"]
-    assert "single 8 Gy fraction" in bone["detail"]
+    assert "single 8 Gy radiotherapy fraction" in bone["detail"]
     de_novo = picture(diagnosis_date=date(2026, 5, 20))
     assert "De novo stage IV: surgery of the primary tumour is not routinely recommended" in cards(de_novo)["mbc-summary"]["detail"]
     relapse = picture(diagnosis_date=date(2019, 5, 20))

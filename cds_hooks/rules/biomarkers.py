@@ -7,7 +7,7 @@ from datetime import date
 from mappings.picture import ClinicalPicture
 
 from ..cards import Draft, Fact
-from ..describe import marker_fact, receptor_facts, when
+from ..describe import receptor_lines, when
 from ..knowledge import Knowledge
 from .common import create, service_request
 
@@ -34,7 +34,7 @@ def biomarker_gbrca(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Dra
     if not pic.metastatic or pic.her2.status != "negative" or has_result(pic, "gBRCA"):
         return []
     rule = k.rule("biomarker-gbrca")
-    facts = [marker_fact(pic.her2)]
+    facts = receptor_lines(pic)
     seen = pic.biomarker("sBRCA", "BRCA")
     for b in seen:
         what = rule["somatic"] if b.marker == "sBRCA" else rule["unknown_origin"]
@@ -53,9 +53,9 @@ def biomarker_pdl1(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Draf
         return []
     if er_low:
         rule = k.rule("biomarker-pdl1")
-        return [biomarker_card("biomarker-pdl1", pic, k, receptor_facts(pic), "ER-low (1-10%) HER2-negative metastatic disease without PD-L1 result: test before first-line therapy",
+        return [biomarker_card("biomarker-pdl1", pic, k, receptor_lines(pic), "ER-low (1-10%) HER2-negative metastatic disease without PD-L1 result: test before first-line therapy",
                                why=[rule["why_er_low"], rule["why"]])]
-    return [biomarker_card("biomarker-pdl1", pic, k, receptor_facts(pic), "Triple-negative metastatic disease without PD-L1 result: test before first-line therapy")]
+    return [biomarker_card("biomarker-pdl1", pic, k, receptor_lines(pic), "Triple-negative metastatic disease without PD-L1 result: test before first-line therapy")]
 
 
 def biomarker_pik3ca_esr1(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Draft]:
@@ -72,7 +72,7 @@ def biomarker_pik3ca_esr1(pic: ClinicalPicture, k: Knowledge, today: date) -> li
     needs_esr1 = event is not None and since is not None and not esr1_since
     if not no_pathway and not needs_esr1:
         return []
-    basis = receptor_facts(pic)
+    basis = receptor_lines(pic)
     if not needs_esr1:
         if has_result(pic, "ESR1"):
             return [biomarker_card("biomarker-pik3ca-esr1", pic, k, basis, "HR+/HER2- metastatic disease without PIK3CA/AKT1/PTEN result: test for targeted options",
@@ -97,4 +97,4 @@ def biomarker_pik3ca_esr1(pic: ClinicalPicture, k: Knowledge, today: date) -> li
 def biomarker_her2_low(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Draft]:
     if not pic.metastatic or pic.her2.status != "negative" or any(r.marker == "HER2" and r.her2_ihc for r in pic.receptor_history):
         return []
-    return [biomarker_card("biomarker-her2-low", pic, k, [marker_fact(pic.her2)], "HER2-negative without an IHC score: HER2 0 vs HER2-low decides trastuzumab deruxtecan")]
+    return [biomarker_card("biomarker-her2-low", pic, k, receptor_lines(pic), "HER2-negative without an IHC score: HER2 0 vs HER2-low decides trastuzumab deruxtecan")]

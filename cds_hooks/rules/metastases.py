@@ -9,7 +9,7 @@ from mappings.labs import albumin_g_dl, calcium_from_mg_dl, calcium_mg_dl, conve
 from mappings.picture import ClinicalPicture, MedicationUse
 
 from ..cards import Draft, Fact
-from ..describe import marker_fact, sites_fact, treatment_fact, when
+from ..describe import receptor_lines, sites_fact, treatment_fact, when
 from ..knowledge import Knowledge
 from .common import create, service_request
 
@@ -127,7 +127,7 @@ def brain_metastasis(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Dr
         return []
     rule = k.rule("brain-metastasis")
     facts = [Fact(f"{'Leptomeningeal' if m.site == 'meninges' else 'Brain'} metastasis since {when(m.date)}", [m.reference]) for m in cns]
-    facts.append(marker_fact(pic.her2))
+    facts += receptor_lines(pic)
     sites = {m.site for m in cns}
     if sites == {"meninges"}:
         # Leptomeningeal disease has its own pathway: not SRS or surgery as routine (EANO-ESMO 2017).

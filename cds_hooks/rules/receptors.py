@@ -8,7 +8,7 @@ from mappings.codes import tables
 from mappings.picture import ClinicalPicture
 
 from ..cards import Draft, Fact
-from ..describe import marker_fact, sites_fact, specimen_words, when
+from ..describe import marker_fact, receptor_lines, sites_fact, specimen_words, when
 from ..knowledge import Knowledge
 from .common import create, service_request
 
@@ -35,7 +35,7 @@ def biopsy_reassessment(pic: ClinicalPicture, k: Knowledge, today: date) -> list
         if r.specimen == "metastasis" or (pic.metastasis_date and sampled and sampled >= pic.metastasis_date):
             return []
     facts = [sites_fact(pic)]
-    latest = [marker_fact(s) for s in (pic.er, pic.pr, pic.her2) if s.status != "unknown"]
+    latest = receptor_lines(pic) if any(s.status != "unknown" for s in (pic.er, pic.pr, pic.her2)) else []
     if latest:
         facts += latest
         facts.append(Fact(f"No ER/PR/HER2 result from a sample taken on or after the first evidence of metastasis ({when(pic.metastasis_date)}) or from a metastatic site"))

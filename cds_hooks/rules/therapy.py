@@ -17,7 +17,7 @@ from mappings.lines import CHEMOTHERAPY, ENDOCRINE, add_months, progression_on
 from mappings.picture import ClinicalPicture, Progression, TherapyLine
 
 from ..cards import Draft, Fact
-from ..describe import SUBTYPE_WORDS, when
+from ..describe import SUBTYPE_WORDS, current_line_fact, early_treatment_fact, line_words, lower_first, nth, when
 from ..knowledge import Knowledge
 from .common import ANTI_HER2, class_of
 from .safety import contradicts
@@ -25,13 +25,6 @@ from .safety import contradicts
 THERAPY_EXTENSION = "mbc-cds-hooks.therapy-options"
 EXTENSION_VERSION = "1"
 POSITIVE = ("detected", "positive")
-_ORDINALS = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth"}
-
-
-def nth(n: int) -> str:
-    return _ORDINALS.get(n, f"{n}th")
-
-
 @dataclass
 class Context:
     """What a requirement is checked against: the line the options are for and the lines before it."""
@@ -188,33 +181,30 @@ def _describe(o: dict[str, Any]) -> str:
     return f"{o['text']} [{o['evidence']}]{mark}"
 
 
-def _listing(title: str, options: list[dict[str, Any]], shown: int = 4) -> list[str]:
-    """Offered options numbered in order; the unmet ones by name (what each misses is in the extension)."""
+def _listing(title: str, options: list[dict[str, Any]], shown: int = 3) -> list[str]:
+    """Offered options numbered in order (one list), then the rest by name; what each unmet option
+    misses is in the extension."""
     offered = [o for o in options if o["met"] and not o["given"]]
-    out = [title] + [f"{i + 1}. {_describe(o)}" for i, o in enumerate(offered[:shown])] if offered else [f"{title} none with every requirement met."]
+    if not offered:
+        out = [f"{title} none with every requirement met."]
+    else:
+        out = [title + "\n" + "\n".join(f"{i + 1}. {_describe(o)}" for i, o in enumerate(offered[:shown]))]
     if len(offered) > shown:
-        out.append(f"Also offered: {', '.join(_name(o) for o in offered[shown:])}.")
-    unmet = [_name(o) for o in options if not o["met"] and not o["hide"]]
+        out.append(f"Also offered: {', '.join(lower_first(_name(o)) for o in offered[shown:])}.")
+    unmet = [lower_first(_name(o)) for o in options if not o["met"] and not o["hide"]]
     if unmet:
         more = f" and {len(unmet) - 3} more" if len(unmet) > 3 else ""
-        out.append(f"Not offered, a requirement not met: {', '.join(unmet[:3])}{more} (each with its requirements in the card's data).")
+        out.append(f"A requirement not met: {', '.join(unmet[:3])}{more}.")
     return out
-
-
-def _line_words(line: TherapyLine) -> str:
-    span = f"{when(line.start)} to {when(line.end)}" if line.end else f"since {when(line.start)}"
-    stop = f", stopped: {line.stop_reason}" if line.stop_reason else ""
-    return f"{' + '.join(line.agents)} ({span}{stop})"
 
 
 def _facts(pic: ClinicalPicture, on_line: TherapyLine | None, progressed: Progression | None) -> list[Fact]:
     # Receptors and subtype are the summary card's facts (no line twice in one answer).
     facts: list[Fact] = []
-    if on_line is not None:
-        facts.append(Fact(f"Current: {nth(on_line.line)} line {_line_words(on_line)}", on_line.evidence[:2]))
-    elif pic.lines:
-        last = pic.lines[-1]
-        facts.append(Fact(f"No line running: the {nth(last.line)} line was {_line_words(last)}", last.evidence[:2]))
+    if pic.lines and (on_line is None or on_line is pic.lines[-1]):
+        facts.append(current_line_fact(pic))  # the summary's own words: shown once when both cards are
+    elif on_line is not None:
+        facts.append(Fact(f"Current: {nth(on_line.line)} line {line_words(on_line)}", on_line.evidence[:2]))
     else:
         facts.append(Fact(f"No treatment for metastatic disease recorded since the first metastasis ({when(pic.metastasis_date)})"))
     if progressed is not None:
@@ -224,11 +214,10 @@ def _facts(pic: ClinicalPicture, on_line: TherapyLine | None, progressed: Progre
     if on_line is None and pic.lines:
         earlier = pic.lines[:-1]
     if earlier:
-        facts.append(Fact("Earlier lines: " + "; ".join(f"{nth(ln.line)} {_line_words(ln)}" for ln in earlier),
+        facts.append(Fact("Earlier lines: " + "; ".join(f"{nth(ln.line)} {line_words(ln)}" for ln in earlier),
                           [r for ln in earlier for r in ln.evidence[:1]]))
     if pic.early_treatment:
-        facts.append(Fact("Early treatment, not counted as a line: " + "; ".join(f"{ln.setting} {_line_words(ln)}" for ln in pic.early_treatment),
-                          [r for ln in pic.early_treatment for r in ln.evidence[:1]]))
+        facts.append(early_treatment_fact(pic))
     if pic.metastatic and pic.metastasis_date is None and pic.lines:
         facts.append(Fact("Date of first metastasis not recorded: every regimen without curative intent is counted as a line"))
     return facts
@@ -262,7 +251,7 @@ def therapy_options(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Dra
     if any(set(o["classes"]) & CHEMOTHERAPY for o in listed if o["met"] and not o["given"]):
         guidance += rule["guidance"]  # sequential single agents: only where chemotherapy is offered
     shown = [o for o in (next_options if next_options is not None else options) if o["met"] and not o["given"]]
-    names = ", ".join(_name(o) for o in shown[:3]) or "no option with every requirement met"
+    names = ", ".join(lower_first(_name(o)) for o in shown[:3]) or "no option with every requirement met"
     subtype = SUBTYPE_WORDS[pic.subtype]
     if next_options is not None and on_line is not None:
         summary = f"{subtype[0].upper()}{subtype[1:]}: {nth(line)} line since {when(on_line.start)[:7]}; at progression consider {names}"
