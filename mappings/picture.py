@@ -15,6 +15,16 @@ from typing import Any, cast
 PICTURE_VERSION = "1"
 
 
+def _without_nulls(value: Any, keep_null: set[str], inside: set[str], within: bool = False) -> Any:
+    """``value`` with every ``None`` member removed, except ``keep_null`` keys of objects under ``inside``."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v, keep_null, inside, within or k in inside) for k, v in value.items()
+                if v is not None or (within and k in keep_null)}
+    if isinstance(value, list):
+        return [_without_nulls(v, keep_null, inside, within) for v in value if v is not None]
+    return value
+
+
 def _iso(value: date | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -452,6 +462,15 @@ class ClinicalPicture:
 
     def biomarker(self, *markers: str) -> list[BiomarkerResult]:
         return [b for b in self.biomarkers if b.marker in markers]
+
+    def to_extension(self) -> dict[str, Any]:
+        """The contract's ``mbc-cds-hooks.clinical-picture`` object: ``to_json`` without null members.
+
+        JSON consumers (and CDS Hooks, which forbids null values in its own objects) expect an
+        unknown member to be absent. The one documented exception: the ``end`` of a line of therapy
+        (and of early treatment) is ``null`` while it runs (contract, "lines"): there null means "ongoing".
+        """
+        return _without_nulls(self.to_json(), keep_null={"end"}, inside={"lines", "earlyTreatment"})
 
     def to_json(self) -> dict[str, Any]:
         return {

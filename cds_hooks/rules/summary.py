@@ -94,4 +94,4 @@ def summary(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Draft]:
     if status:
         facts.append(status)
     guidance = [k.rule("mbc-summary")["de_novo"]] if de_novo else []
-    return [Draft("mbc-summary", _headline(pic), facts, guidance=guidance, extension={PICTURE_EXTENSION: pic.to_json()})]
+    return [Draft("mbc-summary", _headline(pic), facts, guidance=guidance, extension={PICTURE_EXTENSION: pic.to_extension()})]

@@ -151,7 +151,7 @@ def explain(
     cards = evaluate("patient-view", picture, hook_instance=str(uuid.uuid4()), today=day, limits=limits, gaps=gaps)
     full = findings(fire("patient-view", picture, today=day, gaps=gaps))
     if as_json:
-        sys.stdout.write(json.dumps({"picture": picture.to_json(), "cards": cards, "findings": full}, indent=2) + "\n")
+        sys.stdout.write(json.dumps({"picture": picture.to_extension(), "cards": cards, "findings": full}, indent=2) + "\n")
         return
     from .explain_view import show
 
