@@ -173,3 +173,35 @@ def test_a_long_retry_after_is_not_waited_for(client, patient):
         r = client.post("/cds-services/mbc-patient-view", json=hook_request("patient-view", "mbc-hrpos-bone-1", fhir_server=BASE))
     assert len(calls) == 1
     assert "Retry-After 3600 s" in {c["source"]["topic"]["code"]: c for c in r.json()["cards"]}["data-incomplete"]["detail"]
+
+
+@pytest.mark.parametrize(("url", "same"), [
+    (f"{BASE}/Observation?page=2", True),
+    (f"{BASE}?_getpages=abc", True),
+    ("https://EHR.example.org:443/fhir/Observation", True),  # host case and the default port do not matter
+    ("https://ehr.example.org/fhir-other/Observation", False),  # a sibling path, not under the base
+    ("https://ehr.example.org/fhirx", False),
+    ("https://ehr.example.org/Observation", False),
+    ("http://ehr.example.org/fhir/Observation", False),  # scheme downgrade
+    ("https://ehr.example.org:8443/fhir/Observation", False),
+    ("https://ehr.example.org.evil.test/fhir/Observation", False),
+    ("https://user@ehr.example.org/fhir/Observation", False),
+    ("https://ehr.example.org:notaport/fhir/Observation", False),
+])
+def test_next_links_stay_under_the_base_path(url, same):
+    from service.fhir_client import _same_server
+
+    assert _same_server(url, BASE) is same
+    assert _same_server(url, BASE + "/") is same
+
+
+def test_next_link_to_a_sibling_path_is_not_followed_and_is_reported(client, patient):
+    """A next link outside the base path would carry the EHR's token to another endpoint."""
+    sibling = "https://ehr.example.org/fhir-other/Observation?page=2"
+    with respx.mock(assert_all_called=False) as router:
+        _mock_all(router, patient, Observation=httpx.Response(200, json=_bundle(_by_type(patient, "Observation"), next_url=sibling)))
+        other = router.get(url__startswith="https://ehr.example.org/fhir-other/").mock(return_value=httpx.Response(200, json=_bundle([])))
+        r = client.post("/cds-services/mbc-patient-view", json=hook_request("patient-view", "mbc-hrpos-bone-1", fhir_server=BASE, token="tok"))
+    assert r.status_code == 200 and not other.called
+    incomplete = next(c for c in r.json()["cards"] if c["source"]["topic"]["code"] == "data-incomplete")
+    assert "outside the FHIR server" in incomplete["detail"]
