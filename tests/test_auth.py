@@ -34,6 +34,7 @@ from service.edge.auth import MemoryReplayStore
 from service.store import SqlReplayStore
 from service.settings import Settings
 from tests.conftest import hook_request, make_settings
+from tests.support.conformance import error_code
 
 SANDBOX_ISS = "https://sandbox.example.test"
 EPIC_ISS = "https://fhir.epic.example.test/interconnect"
@@ -165,7 +166,9 @@ FEEDBACK_BODY = {"feedback": [{"card": str(uuid.uuid4()), "outcome": "overridden
 
 def _assert_401(r: Any) -> None:
     assert r.status_code == 401, r.text
-    assert r.json() == {"error": "unauthorized"}
+    assert error_code(r) == "unauthorized"  # an OperationOutcome that says nothing about why
+    assert r.json() == {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "security", "details": {
+        "coding": [{"system": "https://mbc-cds-hooks.example.org/error-codes", "code": "unauthorized"}], "text": "Authentication failed."}}]}
     assert r.headers["www-authenticate"] == "Bearer"
 
 
@@ -424,4 +427,4 @@ def test_replay_store_outage_is_503_not_401_or_500(tmp_path, jwks):
     with TestClient(create_app(auth_settings(tmp_path, jwks, workers=2))) as api:
         api.portal.call(api.app.state.db.close)
         r = api.get("/cds-services", headers=_bearer(sandbox_token(DISCOVERY, jwks)))
-        assert r.status_code == 503 and r.json()["error"] == "store-unavailable"
+        assert r.status_code == 503 and error_code(r) == "store-unavailable"

@@ -26,6 +26,7 @@ from service.settings import Settings
 from service.store import Database, SqlReplayStore, open_database
 from tests.conftest import make_settings
 from tests.support.postgres import postgres_cluster, postgres_url  # noqa: F401  (fixtures)
+from tests.support.conformance import error_code, error_fields, error_text
 
 URL = "/cds-services/mbc-patient-view/feedback"
 
@@ -161,8 +162,8 @@ def test_rejected_feedback_stores_nothing(store_settings: Settings) -> None:
     bad_outcome = {"card": "c4", "outcome": "maybe", "outcomeTimestamp": "2026-11-22T10:00:00Z"}
     with TestClient(create_app(store_settings)) as client:
         r = client.post(URL, json={"feedback": [no_suggestions]})
-        assert r.status_code == 400 and r.json()["error"] == "invalid-feedback"
-        assert "acceptedSuggestions" in str(r.json()["details"])
+        assert r.status_code == 400 and error_code(r) == "invalid-feedback" and error_fields(r) == {"feedback[0]"}
+        assert "acceptedSuggestions" in error_text(r)
         for body in ({"feedback": [item("ok"), bad_outcome]}, {"feedback": []}, {"feedback": [item("ok"), {"card": "c5"}]}):
             assert client.post(URL, json=body).status_code == 400
         assert client.post(URL, content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 400

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cds_hooks.catalog import services
@@ -28,7 +29,8 @@ from .auth import AuthFailed, Authenticator, unauthorized
 from .cors import JsonCORSMiddleware
 from .feedback import FeedbackStore
 from .request_id import RequestIdMiddleware
-from .responses import JSONResponse, error
+from .hook_request import validation_details
+from .responses import JSONResponse, RequestError, error
 from .routes import feedback as feedback_routes
 from .routes import hooks as hook_routes
 from .routes import ops as ops_routes
@@ -69,19 +71,29 @@ def _lifespan(settings: Settings, authenticator: Authenticator, catalog: dict[st
 
 
 def _error_handlers(app: FastAPI) -> None:
+    """Every error answer goes through responses.error(): a FHIR OperationOutcome with our error code."""
     app.add_exception_handler(AuthFailed, unauthorized)  # bare 401; inside CORS, so it carries the CORS headers
+
+    @app.exception_handler(RequestError)
+    async def request_error(request: Request, exc: RequestError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_parameters(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Query or path parameters of a route (the hook and feedback bodies are parsed by hand): 400, not 422.
+        return error(400, "invalid-request", "The request has invalid parameters.", validation_details(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         err = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-        return error(exc.status_code, err, str(exc.detail))
+        problem = f"{request.method} {request.url.path[:200]}: {exc.detail}"
+        return error(exc.status_code, err, str(exc.detail), [{"problem": problem}], headers=exc.headers)
 
     @app.exception_handler(StoreUnavailable)
     async def store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
         log.error("database unavailable", extra={"event": "store", "error": str(exc), "path": request.url.path})
-        answer = error(503, "store-unavailable", "The service's database did not answer; nothing was stored. Retry shortly.")
-        answer.headers["Retry-After"] = "5"
-        return answer
+        return error(503, "store-unavailable", "The service's database did not answer; nothing was stored. Retry shortly.",
+                     [{"problem": "database unavailable; retry after 5 s"}], headers={"Retry-After": "5"})
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -18,13 +18,13 @@ from typing import Any, Protocol
 import httpx
 import orjson
 from fastapi import Request
-from fastapi.responses import JSONResponse
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import Key
 from joserfc.jwt import ClaimsOption, JWTClaimsRegistry
 
 from .jwks import KeyMap, KeySetCache, load_static, pick
+from .responses import JSONResponse, error
 from ..settings import Settings, TrustedIssuer
 from ..store import StoreUnavailable
 
@@ -212,4 +212,5 @@ async def unauthorized(request: Request, exc: Exception) -> JSONResponse:
     ids = exc.ids if isinstance(exc, AuthFailed) else {}
     reason = exc.reason if isinstance(exc, AuthFailed) else "refused"
     log.info("authentication failed", extra={"event": "auth", "reason": reason, "path": request.url.path, **ids})
-    return JSONResponse({"error": "unauthorized"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    # No issue detail and no diagnostics: the caller learns nothing about why (CDS Hooks best practices).
+    return error(401, "unauthorized", "Authentication failed.", headers={"WWW-Authenticate": "Bearer"})

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .hook_request import RequestError
+from .hook_request import RequestError, validation_details
 from ..store import Database
 
 
@@ -55,15 +55,18 @@ class FeedbackRequest(BaseModel):
 
 
 def parse_feedback(body: bytes) -> list[FeedbackItem]:
+    if not body:
+        raise RequestError(400, "invalid-feedback", "The feedback body is empty; send {\"feedback\": [...]}.",
+                           [{"field": "feedback", "problem": "empty body", "issue": "required"}])
     try:
-        data = orjson.loads(body or b"null")
+        data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise RequestError(400, "invalid-json", f"The feedback body is not valid JSON: {exc.msg}.") from None
+        raise RequestError(400, "invalid-json", f"The feedback body is not valid JSON: {exc.msg}.",
+                           [{"problem": f"{exc.msg} at position {exc.pos} (line {exc.lineno}, column {exc.colno})"}]) from None
     try:
         return FeedbackRequest.model_validate(data).feedback
     except ValidationError as exc:
-        details = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors(include_url=False, include_input=False)]
-        raise RequestError(400, "invalid-feedback", "The feedback does not match CDS Hooks 2.0.", details) from None
+        raise RequestError(400, "invalid-feedback", "The feedback does not match CDS Hooks 2.0.", validation_details(exc)) from None
 
 
 # 7 columns x at most 1,000 items (FeedbackRequest) stays under both drivers' 32,767 parameters.

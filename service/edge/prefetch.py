@@ -73,6 +73,26 @@ def _prefetched(value: Any) -> tuple[list[dict[str, Any]] | None, dict[str, Any]
     return [value], None
 
 
+def _check_types(prefetch: dict[str, Any], queries: tuple[Query, ...]) -> None:
+    """A prefetch value of this service is null or a FHIR resource (a Bundle, the resource read, or an
+    OperationOutcome); anything else is the client's error: a 400 naming the key, not a 412 saying it is missing."""
+    bad = []
+    for q in queries:
+        value = prefetch.get(q.key)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            bad.append({"field": ("prefetch", q.key), "problem": f"a JSON {_json_type(value)}, not a FHIR resource or null", "issue": "value"})
+        elif not isinstance(value.get("resourceType"), str):
+            bad.append({"field": ("prefetch", q.key, "resourceType"), "problem": "a FHIR resource needs a resourceType string", "issue": "required"})
+    if bad:
+        raise RequestError(400, "invalid-request", "Prefetch values must be FHIR resources (a Bundle, the resource read, an OperationOutcome) or null.", bad)
+
+
+def _json_type(value: Any) -> str:
+    return {str: "string", bool: "boolean", int: "number", float: "number", list: "array"}.get(type(value), type(value).__name__)
+
+
 async def gather(hook: ParsedHook, queries: tuple[Query, ...], fetcher: FhirFetcher, deadline: float) -> Gathered:
     request = hook.request
     context = hook.context.model_dump()
@@ -83,6 +103,7 @@ async def gather(hook: ParsedHook, queries: tuple[Query, ...], fetcher: FhirFetc
     budget = Budget.start(deadline)  # one deadline for every query, page and retry of this call
     jobs: dict[str, Any] = {}
     unobtainable: list[str] = []
+    _check_types(prefetch, queries)
     for q in queries:
         resources, partial = _prefetched(prefetch.get(q.key))
         if resources is not None:
@@ -106,7 +127,8 @@ async def gather(hook: ParsedHook, queries: tuple[Query, ...], fetcher: FhirFetc
             412,
             "precondition-failed",
             "Required FHIR data was not prefetched and no fhirServer was given to read it from.",
-            [{"field": f"prefetch.{key}", "problem": "missing, null or an OperationOutcome, and no fhirServer to fetch it"} for key in unobtainable],
+            [{"field": ("prefetch", key), "problem": "missing, null or an OperationOutcome, and no fhirServer to fetch it", "issue": "required"}
+             for key in unobtainable],
         )
     started = time.perf_counter()
     results = await run_all(jobs, deadline)

@@ -13,8 +13,7 @@ from ...settings import Settings
 from ...store import StoreUnavailable
 from ..auth import require_auth
 from ..feedback import parse_feedback
-from ..hook_request import RequestError
-from ..responses import JSONResponse, error
+from ..responses import JSONResponse, unknown_service
 from .body import read_body
 
 log = logging.getLogger("mbc_cds_hooks")
@@ -26,11 +25,8 @@ def router(settings: Settings, catalog: dict[str, Service]) -> APIRouter:
     @api.post("/cds-services/{service_id}/feedback", dependencies=[Depends(require_auth)])
     async def feedback(service_id: str, request: Request) -> JSONResponse:
         if service_id not in catalog:
-            return error(404, "unknown-service", f"No CDS service with id '{service_id}'; see GET /cds-services.")
-        try:
-            items = parse_feedback(await read_body(request, settings.max_body_bytes))
-        except RequestError as exc:
-            return JSONResponse(exc.body(), status_code=exc.status)
+            return unknown_service(service_id)
+        items = parse_feedback(await read_body(request, settings.max_body_bytes))  # RequestError: the app's handler answers
         try:
             new = await request.app.state.feedback.add(service_id, items)  # committed before the answer
         except Exception as exc:  # noqa: BLE001 - nothing was stored: say so, so the EHR sends it again

@@ -17,7 +17,7 @@ from ...settings import Settings
 from ..auth import require_auth
 from ..hook_request import RequestError, parse_hook_request
 from ..prefetch import gather
-from ..responses import JSONResponse, error
+from ..responses import JSONResponse, unknown_service
 from ..schemas import HOOK_OPENAPI, HOOK_RESPONSES
 from .body import read_body
 
@@ -38,7 +38,7 @@ def router(settings: Settings, catalog: dict[str, Service]) -> APIRouter:
         service = catalog.get(service_id)
         if service is None:
             log.info("hook rejected", extra={"event": "hook", "service": None, "status": 404, "error": "unknown-service", "outcome": "rejected"})
-            return error(404, "unknown-service", f"No CDS service with id '{service_id}'; see GET /cds-services.")
+            return unknown_service(service_id)
         try:
             body = await read_body(request, settings.max_body_bytes)
             hook = parse_hook_request(body, service.hook, max_prefetch_resources=settings.max_prefetch_resources,
@@ -49,7 +49,7 @@ def router(settings: Settings, catalog: dict[str, Service]) -> APIRouter:
                 "event": "hook", "service": service_id, "hook": service.hook, "status": exc.status, "error": exc.error,
                 "outcome": "rejected", "cards": 0, "latency_ms": round((time.perf_counter() - started) * 1000, 1),
             })
-            return JSONResponse(exc.body(), status_code=exc.status)
+            return exc.response()
         today = datetime.now(timezone.utc).date()
         picture = build_picture(data.resources, today=today)
         context = hook.context.model_dump()

@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from cds_hooks.knowledge import knowledge
 
 from ...metrics import render
-from ..responses import JSONResponse
+from ..responses import JSONResponse, error
 
 READY_TIMEOUT_SECONDS = 2.0  # /readyz: a database slower than this counts as unreachable
 
@@ -21,7 +21,7 @@ def router() -> APIRouter:
         """Alive: the process answers HTTP."""
         return JSONResponse({"status": "ok"})
 
-    @api.get("/readyz", responses={503: {"description": "Not ready: a check failed (JSON names it)."}})
+    @api.get("/readyz", responses={503: {"description": "Not ready: an OperationOutcome names the failed check."}})
     async def readyz(request: Request) -> JSONResponse:
         """Ready for traffic: settings valid and knowledge loaded (both at start-up), the database answers."""
         checks = {"settings": "ok", "knowledge": knowledge().version}
@@ -29,8 +29,8 @@ def router() -> APIRouter:
             await request.app.state.db.ping(READY_TIMEOUT_SECONDS)
             checks["database"] = "ok"
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
-            checks["database"] = f"unreachable ({type(exc).__name__})"
-            return JSONResponse({"status": "not-ready", "checks": checks}, status_code=503)
+            return error(503, "not-ready", "Not ready: the database did not answer.",
+                         [{"field": "database", "problem": f"unreachable ({type(exc).__name__})"}])
         return JSONResponse({"status": "ready", "checks": checks})
 
     @api.get("/metrics", response_class=Response)
