@@ -75,6 +75,11 @@ class StoreUnavailable(Exception):
     """The database did not answer: callers answer 503 so the EHR retries, instead of a 500 or a lost write."""
 
 
+# What a database failure looks like from either driver (closed or broken connection, server error,
+# timeout). Anything else raised while storing is a bug: a 500, never reported as the database being down.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
 class Database(Protocol):
     """What the stores need: a committed statement with its row count, a query, a health check."""
 

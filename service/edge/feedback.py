@@ -10,10 +10,15 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .hook_request import RequestError, validation_details
 from ..store import Database
+
+
+def _utc(moment: datetime) -> datetime:
+    # One spelling per instant, so the unique index sees "Z" and "+00:00" repeats as one.
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
 class Coding(BaseModel):
@@ -41,6 +46,16 @@ class FeedbackItem(BaseModel):
     acceptedSuggestions: list[AcceptedSuggestion] | None = None
     overrideReason: OverrideReason | None = None
     outcomeTimestamp: datetime
+
+    @field_validator("outcomeTimestamp")
+    @classmethod
+    def _in_utc_range(cls, moment: datetime) -> datetime:
+        """Stored in UTC (spec: outcomeTimestamp is UTC): an instant that has no UTC datetime
+        (9999-12-31T23:59:59-00:01) is bad input, a 400 naming the field, not a database failure."""
+        try:
+            return _utc(moment)
+        except OverflowError:
+            raise ValueError("out of range: this instant is outside years 1-9999 in UTC") from None
 
     @model_validator(mode="after")
     def _accepted_needs_suggestions(self) -> "FeedbackItem":
@@ -73,11 +88,6 @@ def parse_feedback(body: bytes) -> list[FeedbackItem]:
 _COLUMNS = ("service", "card", "outcome", "accepted_suggestions", "override_reason", "outcome_timestamp", "received_at")
 
 
-def _utc(moment: datetime) -> datetime:
-    # One spelling per instant, so the unique index sees "Z" and "+00:00" repeats as one.
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
-
-
 class FeedbackStore:
     """Feedback rows in the shared :class:`~service.store.Database`.
 
@@ -98,7 +108,7 @@ class FeedbackStore:
                 service, i.card, i.outcome,
                 orjson.dumps([s.model_dump(exclude_none=True) for s in i.acceptedSuggestions]).decode() if i.acceptedSuggestions else None,
                 orjson.dumps(i.overrideReason.model_dump(exclude_none=True)).decode() if i.overrideReason else None,
-                _utc(i.outcomeTimestamp), now,
+                i.outcomeTimestamp, now,  # already UTC (validated)
             ]
         width = len(_COLUMNS)
         values = ", ".join("(" + ", ".join(f"${r * width + c + 1}" for c in range(width)) + ")" for r in range(len(items)))

@@ -10,7 +10,7 @@ from cds_hooks.catalog import Service
 
 from ...metrics import count_feedback
 from ...settings import Settings
-from ...store import StoreUnavailable
+from ...store import DATABASE_ERRORS, StoreUnavailable
 from ..auth import require_auth
 from ..feedback import parse_feedback
 from ..responses import JSONResponse, unknown_service
@@ -29,7 +29,7 @@ def router(settings: Settings, catalog: dict[str, Service]) -> APIRouter:
         items = parse_feedback(await read_body(request, settings.max_body_bytes))  # RequestError: the app's handler answers
         try:
             new = await request.app.state.feedback.add(service_id, items)  # committed before the answer
-        except Exception as exc:  # noqa: BLE001 - nothing was stored: say so, so the EHR sends it again
+        except DATABASE_ERRORS as exc:  # nothing was stored: say so, so the EHR sends it again
             raise StoreUnavailable(type(exc).__name__) from None
         count_feedback(service_id, (item.outcome for item in items))
         log.info("feedback stored", extra={"event": "feedback", "service": service_id, "items": len(items), "new": new})
