@@ -124,9 +124,6 @@ class Settings(BaseSettings):
         60, ge=0, description="Least time between two fetches of one jku URL (an unknown kid refetches at most this often)."
     )
     jwks_timeout_seconds: float = Field(2.0, gt=0, le=10, description="Timeout of one JWK Set fetch.")
-    replay_cache_size: int = Field(
-        100_000, ge=100, description="jtis the in-memory replay store holds; when full, new tokens are refused."
-    )
 
     @field_validator("database_url")
     @classmethod

@@ -24,7 +24,7 @@ from cds_hooks.knowledge import knowledge
 from ..fhir_client import FetchLimits, FhirFetcher
 from ..metrics import HookMetricsMiddleware
 from ..settings import Settings, get_settings
-from ..store import SqlReplayStore, StoreUnavailable, open_database
+from ..store import SqlReplayStore, StoreUnavailable, open_database, open_replay_database
 from .auth import AuthFailed, Authenticator, unauthorized
 from .cors import JsonCORSMiddleware
 from .feedback import FeedbackStore
@@ -54,9 +54,10 @@ def _lifespan(settings: Settings, authenticator: Authenticator, catalog: dict[st
             url = settings.database_url.get_secret_value() if settings.database_url else None
             app.state.db = await open_database(url, settings.feedback_db, settings.database_pool_size)
             app.state.feedback = FeedbackStore(app.state.db)
-            if settings.database_url or settings.workers > 1:
-                # Several processes: a jti seen by one must be refused by all (README, Scale-out).
-                authenticator.replay = SqlReplayStore(app.state.db)
+            # Used jtis live in the database, never only in memory: a restart must not accept a used
+            # token again, and every worker and replica must refuse what one has seen (README, Authentication).
+            replay_db = await open_replay_database(app.state.db, settings.feedback_db)
+            authenticator.replay = SqlReplayStore(replay_db)
             # Long-lived start-up objects move out of the collector's way (performance.md: gc tail).
             gc.collect()
             gc.freeze()
@@ -64,6 +65,8 @@ def _lifespan(settings: Settings, authenticator: Authenticator, catalog: dict[st
             try:
                 yield
             finally:  # after uvicorn has drained in-flight calls (MBC_SHUTDOWN_GRACE_SECONDS); the client closes next
+                if replay_db is not app.state.db:
+                    await replay_db.close()
                 await app.state.db.close()
                 log.info("service stopped", extra={"event": "shutdown"})
 

@@ -8,7 +8,6 @@ Follows CDS Hooks 2.0 "Trusting CDS Clients" and its best practices: asymmetric 
 
 from __future__ import annotations
 
-import heapq
 import logging
 import time
 from collections.abc import Callable
@@ -64,31 +63,6 @@ class ReplayStore(Protocol):
         ...
 
 
-class MemoryReplayStore:
-    """Per-process replay store. With several workers or replicas a shared (database) store is needed."""
-
-    def __init__(self, max_entries: int = 100_000, clock: Callable[[], float] = time.time):
-        self._max, self._clock = max_entries, clock
-        self._seen: dict[tuple[str, str], float] = {}
-        self._expiry: list[tuple[float, tuple[str, str]]] = []
-
-    async def first_use(self, jti: str, iss: str, expires_at: float) -> bool:
-        now = self._clock()
-        while self._expiry and self._expiry[0][0] <= now:
-            _, old = heapq.heappop(self._expiry)
-            if self._seen.get(old, now + 1) <= now:
-                del self._seen[old]
-        key = (iss, jti)
-        if key in self._seen:
-            return False
-        if len(self._seen) >= self._max:  # fail closed: evicting live ids would re-open replays
-            log.warning("replay store full; refusing new tokens", extra={"event": "auth", "size": len(self._seen)})
-            return False
-        self._seen[key] = expires_at
-        heapq.heappush(self._expiry, (expires_at, key))
-        return True
-
-
 @dataclass
 class _Issuer:
     config: TrustedIssuer
@@ -99,10 +73,12 @@ class Authenticator:
     """Checks the bearer JWT of one call. Built in create_app (static keys fail fast), started in the lifespan."""
 
     def __init__(self, settings: Settings, replay: ReplayStore | None = None, clock: Callable[[], float] = time.time):
+        # The replay store is the service's database (store.SqlReplayStore), set in the app's lifespan:
+        # durable, so a restart does not re-open used tokens, and shared by every worker and replica.
         self.required = settings.auth_required
         self._settings, self._clock = settings, clock
         self._issuers = {i.iss: _Issuer(i, load_static(i.jwks, i.jwks_file)) for i in settings.trusted_issuers}
-        self.replay: ReplayStore = replay or MemoryReplayStore(settings.replay_cache_size)
+        self.replay: ReplayStore | None = replay
         self._keys: KeySetCache | None = None
 
     def start(self, client: httpx.AsyncClient) -> None:
@@ -171,6 +147,8 @@ class Authenticator:
             raise AuthFailed("bad signature", **ids)
         self._check_claims(claims, iss, audience, ids)
         leeway = self._settings.auth_leeway_seconds
+        if self.replay is None:  # not started: nothing could tell a replay, so refuse as "retry later"
+            raise StoreUnavailable("replay store not started")
         try:
             first = await self.replay.first_use(claims["jti"], iss, float(claims["exp"]) + leeway)
         except Exception as exc:  # noqa: BLE001 - fail closed, but as "retry later", not as a bad token
