@@ -9,6 +9,7 @@ import pytest
 
 import fixtures
 from tests.conftest import SERVICE_FOR_HOOK, case_request, rule_codes, today
+from tests.support.schemas import RESPONSE, assert_valid
 
 pytestmark = pytest.mark.integration
 CASES = fixtures.manifest()
@@ -28,6 +29,7 @@ def test_case(case, mode, loaded, live_service):
     body = case_request(case, loaded.base_url if mode == "fetch" else None)
     response = live_service.client.post(f"/cds-services/{SERVICE_FOR_HOOK[case['hook']]}", json=body)
     assert response.status_code == 200, response.text
+    assert_valid(RESPONSE, response.json())  # CDS Hooks 3.0 CDSHooksResponse, tests/schemas
     codes = rule_codes(response.json())
     missing = [c for c in case.get("expect", []) if c not in codes]
     unwanted = [c for c in case.get("absent", []) if c in codes]

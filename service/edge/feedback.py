@@ -33,6 +33,12 @@ class OverrideReason(BaseModel):
     reason: Coding | None = None
     userComment: str | None = None
 
+    @model_validator(mode="after")
+    def _reason_or_comment(self) -> "OverrideReason":
+        if self.reason is None and not self.userComment:  # CDS Hooks 3.0 ballot invariant cds-fb-3
+            raise ValueError("an overrideReason needs a reason, a userComment, or both")
+        return self
+
 
 class AcceptedSuggestion(BaseModel):
     model_config = ConfigDict(extra="allow")

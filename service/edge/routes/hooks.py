@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
+from importlib import metadata
 from datetime import datetime, timezone
 
+import orjson
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
 
 from cds_hooks.catalog import Service, discovery
 from cds_hooks.evaluate import evaluate
@@ -23,13 +27,40 @@ from .body import read_body
 
 log = logging.getLogger("mbc_cds_hooks")
 
+# Discovery changes only with a deployment: a client may reuse it for 5 minutes, then revalidates
+# with If-None-Match (a 304 costs no body). "private": the answer follows an authenticated request.
+DISCOVERY_CACHE_CONTROL = "private, max-age=300, must-revalidate"
+
+
+def service_version() -> str | None:
+    """This service's release, from the installed package metadata (pyproject.toml version)."""
+    try:
+        return metadata.version("mbc-cds-hooks")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return None
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 13.1.2: "*" or any listed tag, compared weakly (a W/ prefix does not matter)."""
+    if not if_none_match:
+        return False
+    tags = [t.strip() for t in if_none_match.split(",")]
+    return "*" in tags or etag in (t[2:] if t.startswith("W/") else t for t in tags)
+
 
 def router(settings: Settings, catalog: dict[str, Service]) -> APIRouter:
     api = APIRouter()
 
+    document = orjson.dumps(discovery(service_version()))  # static: built once, with its validator
+    etag = '"' + hashlib.sha256(document).hexdigest()[:32] + '"'
+    cache = {"ETag": etag, "Cache-Control": DISCOVERY_CACHE_CONTROL}
+
     @api.get("/cds-services", dependencies=[Depends(require_auth)])
-    async def discover() -> JSONResponse:
-        return JSONResponse(discovery())
+    async def discover(request: Request) -> Response:
+        """Discovery, with an ETag so an EHR can re-discover cheaply (If-None-Match -> 304, cds-hooks/docs#204)."""
+        if _matches(request.headers.get("if-none-match"), etag):
+            return Response(status_code=304, headers=cache)
+        return Response(document, media_type="application/json", headers=cache)
 
     @api.post("/cds-services/{service_id}", dependencies=[Depends(require_auth)],
               openapi_extra=HOOK_OPENAPI, responses=HOOK_RESPONSES)
