@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .knowledge import Knowledge
+from .overrides import offered
 
 RULE_SYSTEM = "https://mbc-cds-hooks.example.org/rule-codes"
 PICTURE_EXTENSION = "mbc-cds-hooks.clinical-picture"
-OVERRIDE_SYSTEM = "https://mbc-cds-hooks.example.org/override-reasons"
 INDICATOR_ORDER = {"critical": 0, "warning": 1, "info": 2}
 _NAMESPACE = uuid.UUID("5b0f4c1e-7a52-4f7e-9a0e-6f1d2c3b4a59")
 
@@ -94,9 +94,7 @@ def render(draft: Draft, knowledge: Knowledge, hook_instance: str) -> dict[str, 
             for i, s in enumerate(draft.suggestions)
         ]
     if indicator in ("warning", "critical"):
-        card["overrideReasons"] = [
-            {"system": OVERRIDE_SYSTEM, "code": r["code"], "display": r["display"]} for r in knowledge.override_reasons
-        ]
+        card["overrideReasons"] = [dict(r) for r in offered()]
     if draft.extension:
         card["extension"] = draft.extension
     return card

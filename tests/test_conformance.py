@@ -198,3 +198,50 @@ def test_discovery_and_hook_answers_are_json(client, path):
     r = client.get(path) if path == "/cds-services" else client.post(path, json=hook_request(
         "patient-view", "p1", prefetch=fixtures.prefetch_for([], ["conditions", "observations"])))
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+
+
+# --- override reasons ----------------------------------------------------------------------------
+
+HL7 = "http://terminology.hl7.org/CodeSystem/non-adherence-reason-codes"
+OURS = "https://mbc-cds-hooks.example.org/override-reasons"
+
+
+def _hl7_displays() -> dict[str, str]:
+    import csv
+
+    with (Path(__file__).resolve().parents[1] / "cds_hooks" / "data" / "non_adherence_reason_codes.csv").open() as fh:
+        return {row["code"]: row["display"] for row in csv.DictReader(fh)}
+
+
+def test_cards_offer_hl7_override_reasons_where_hl7_has_one(client):
+    case = next(c for c in fixtures.manifest() if "order-anthracycline-her2" in c.get("expect", []))
+    cards = client.post("/cds-services/mbc-order-sign", json=case_request(case)).json()["cards"]
+    reasons = next(card for card in cards if card["indicator"] in ("warning", "critical"))["overrideReasons"]
+    hl7 = _hl7_displays()
+    assert [r["code"] for r in reasons if r["system"] == HL7] == [
+        "cds-not-applicable", "indication-order-exists", "action-completed", "patient-refuses"]
+    assert all(r["display"] == hl7[r["code"]] for r in reasons if r["system"] == HL7)  # HL7's own display
+    assert [r["code"] for r in reasons if r["system"] == OURS] == ["data-inaccurate", "clinical-judgement"]
+    assert {r["system"] for r in reasons} == {HL7, OURS}
+
+
+@pytest.mark.parametrize(("reason", "status"), [
+    ({"system": HL7, "code": "patient-refuses"}, 200),
+    ({"system": HL7, "code": "risk-benefit-ratio", "display": "Recipient assessment of risk/benefit ratio"}, 200),  # any HL7 code
+    ({"system": OURS, "code": "data-inaccurate"}, 200),
+    ({"system": OURS, "code": "already-addressed"}, 200),  # offered by older cards, before the HL7 codes
+    ({"system": "urn:oid:1.2.840.114350.1.13.0.1.7.4.698084.1", "code": "epic-local-7"}, 200),  # the client's own reasons
+    ({"system": HL7, "code": "not-a-code"}, 400),
+    ({"system": OURS, "code": "bored"}, 400),
+])
+def test_feedback_accepts_hl7_and_our_reasons(client, reason, status):
+    body = {"feedback": [{"card": str(uuid.uuid4()), "outcome": "overridden", "outcomeTimestamp": "2026-11-22T10:00:00Z",
+                          "overrideReason": {"reason": reason}}]}
+    r = client.post("/cds-services/mbc-patient-view/feedback", json=body)
+    assert r.status_code == status, r.text
+    if status == 400:
+        assert error_code(r) == "invalid-feedback"
+        assert {e for i in r.json()["issue"] for e in i.get("expression", [])} == {"feedback[0].overrideReason.reason"}
+    else:
+        stored = client.portal.call(client.app.state.feedback.all)
+        assert stored[-1]["override_reason"] == {"reason": reason}

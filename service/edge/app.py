@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cds_hooks.catalog import services
 from cds_hooks.knowledge import knowledge
+from cds_hooks.overrides import check as check_override_reasons
 
 from ..fhir_client import FetchLimits, FhirFetcher
 from ..metrics import HookMetricsMiddleware
@@ -133,6 +134,7 @@ def _openapi(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     knowledge()  # fail at start-up on a broken knowledge file, not on the first call
+    check_override_reasons()
     catalog = services()
     authenticator = Authenticator(settings)  # static JWK Sets load now: a broken one stops start-up
     app = FastAPI(

@@ -12,6 +12,8 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cds_hooks.overrides import unknown_code
+
 from .hook_request import RequestError, validation_details
 from ..store import Database
 
@@ -26,6 +28,14 @@ class Coding(BaseModel):
     code: str = Field(min_length=1)
     system: str | None = None
     display: str | None = None
+
+    @model_validator(mode="after")
+    def _known_in_its_system(self) -> "Coding":
+        # HL7's non-adherence reason codes and ours are checked; other systems are the client's own.
+        problem = unknown_code(self.system, self.code)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class OverrideReason(BaseModel):
