@@ -39,6 +39,9 @@ class Suggestion:
     label: str
     actions: list[dict[str, Any]]
     recommended: bool = True
+    # CDS Hooks 3.0 ballot suggestion.actionSelectionBehavior: "all" (the default) = the actions are
+    # applied together. Rendered only for a client that declared support (render's action_selection).
+    action_selection: str = "all"
 
 
 @dataclass
@@ -60,7 +63,7 @@ def _clip(text: str, limit: int = 139) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def render(draft: Draft, knowledge: Knowledge, hook_instance: str) -> dict[str, Any]:
+def render(draft: Draft, knowledge: Knowledge, hook_instance: str, action_selection: bool = False) -> dict[str, Any]:
     rule = knowledge.rule(draft.rule)
     source = knowledge.source(rule["source"])
     indicator = draft.indicator or rule["indicator"]
@@ -90,6 +93,7 @@ def render(draft: Draft, knowledge: Knowledge, hook_instance: str) -> dict[str, 
                 "uuid": str(uuid.uuid5(_NAMESPACE, f"{card_uuid}|{i}|{s.label}")),
                 "isRecommended": s.recommended,
                 "actions": s.actions,
+                **({"actionSelectionBehavior": s.action_selection} if action_selection else {}),
             }
             for i, s in enumerate(draft.suggestions)
         ]
@@ -100,7 +104,8 @@ def render(draft: Draft, knowledge: Knowledge, hook_instance: str) -> dict[str, 
     return card
 
 
-def finalise(drafts: list[Draft], knowledge: Knowledge, hook_instance: str, max_cards: int) -> list[dict[str, Any]]:
+def finalise(drafts: list[Draft], knowledge: Knowledge, hook_instance: str, max_cards: int,
+             action_selection: bool = False) -> list[dict[str, Any]]:
     """Render, drop duplicates, order by indicator, keep at most ``max_cards``.
 
     When cards must be dropped, the least urgent go first; mbc-summary and data-incomplete are
@@ -112,7 +117,7 @@ def finalise(drafts: list[Draft], knowledge: Knowledge, hook_instance: str, max_
         if (draft.rule, draft.key) in seen:
             continue
         seen.add((draft.rule, draft.key))
-        cards.append(render(draft, knowledge, hook_instance))
+        cards.append(render(draft, knowledge, hook_instance, action_selection))
     pinned = {"mbc-summary", "data-incomplete"}
     cards.sort(key=lambda c: (INDICATOR_ORDER[c["indicator"]], c["source"]["topic"]["code"] not in pinned))
     if len(cards) > max_cards:

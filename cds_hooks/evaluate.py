@@ -47,6 +47,7 @@ def evaluate(
     gaps: list[Gap] | None = None,
     draft_entries: list[dict[str, Any]] | None = None,
     selections: list[str] | None = None,
+    action_selection: bool = False,
 ) -> list[dict[str, Any]]:
     k = knowledge()
     gaps = gaps or []
@@ -64,4 +65,4 @@ def evaluate(
     # Conditions) could not be read.
     if pic.breast_cancer or any(g.key == "conditions" for g in gaps):
         drafts.extend(data_incomplete(gaps, pic, unknown_orders if pic.breast_cancer else [], k))
-    return finalise(drafts, k, hook_instance, max_cards)
+    return finalise(drafts, k, hook_instance, max_cards, action_selection)

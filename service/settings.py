@@ -27,6 +27,9 @@ class TrustedIssuer(BaseModel):
     jku: list[str] = Field(default_factory=list, description="JWK Set URLs this issuer may name in `jku` (exact match).")
     jwks: dict[str, Any] | None = Field(None, description="Static JWK Set, for issuers whose jku is unreachable.")
     jwks_file: str | None = Field(None, description="Path of a static JWK Set file.")
+    action_selection_behavior: bool = Field(
+        False, description="This client's capability documentation says it supports suggestion.actionSelectionBehavior "
+                           "(CDS Hooks 3.0 ballot: clients SHALL indicate it; services SHALL NOT use it otherwise).")
 
     @field_validator("jku")
     @classmethod

@@ -245,3 +245,26 @@ def test_feedback_accepts_hl7_and_our_reasons(client, reason, status):
     else:
         stored = client.portal.call(client.app.state.feedback.all)
         assert stored[-1]["override_reason"] == {"reason": reason}
+
+
+# --- actionSelectionBehavior only for a client that declared it ------------------------------------
+
+def test_action_selection_behavior_only_for_clients_that_declared_support(tmp_path):
+    """CDS Hooks 3.0 ballot, Capability Documentation: clients SHALL indicate support; services SHALL
+    NOT use actionSelectionBehavior without knowing. The operator records it per trusted issuer."""
+    jwks = {"keys": [{**KEY.as_dict(private=False), "use": "sig"}]}
+    issuers = [{"iss": ISS, "jwks": jwks}, {"iss": ISS + "/v3", "jwks": jwks, "action_selection_behavior": True}]
+    case = next(c for c in fixtures.manifest() if "order-anthracycline-her2" in c.get("expect", []))
+    url = "http://testserver/cds-services/mbc-order-sign"
+    now = int(time.time())
+    with TestClient(create_app(make_settings(tmp_path, auth_required=True, trusted_issuers=issuers))) as api:
+        answers = {}
+        for iss in (ISS, ISS + "/v3"):
+            token = jwt.encode({"alg": "ES384", "typ": "JWT", "kid": "conf-1"},
+                               {"iss": iss, "aud": url, "exp": now + 300, "iat": now, "jti": str(uuid.uuid4())}, KEY, algorithms=["ES384"])
+            r = api.post("/cds-services/mbc-order-sign", json=case_request(case), headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 200
+            assert_valid("cds-hooks-response", r.json())
+            answers[iss] = [s for card in r.json()["cards"] for s in card.get("suggestions", [])]
+    assert answers[ISS] and not any("actionSelectionBehavior" in s for s in answers[ISS])
+    assert answers[ISS + "/v3"] and all(s["actionSelectionBehavior"] == "all" for s in answers[ISS + "/v3"])

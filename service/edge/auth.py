@@ -96,6 +96,11 @@ class Authenticator:
             log.warning("MBC_PUBLIC_BASE_URL unset: the expected JWT aud comes from the request's Host header; "
                         "set it in production and always behind a proxy", extra={"event": "startup"})
 
+    def supports_action_selection(self, claims: dict[str, Any] | None) -> bool:
+        """Whether the calling client (the verified ``iss``) declared support for actionSelectionBehavior."""
+        issuer = self._issuers.get(claims.get("iss")) if claims else None  # type: ignore[arg-type]
+        return bool(issuer and issuer.config.action_selection_behavior)
+
     def audience(self, request: Request) -> str:
         """The URL this call was made to; behind a proxy only MBC_PUBLIC_BASE_URL knows it."""
         base = self._settings.public_base_url or f"{request.url.scheme}://{request.url.netloc}"

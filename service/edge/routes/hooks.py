@@ -89,6 +89,7 @@ def router(settings: Settings, catalog: dict[str, Service]) -> APIRouter:
             service.hook, picture, hook_instance=hook.request.hookInstance, today=today, max_cards=settings.max_cards,
             gaps=data.gaps, draft_entries=draft.get("entry") if isinstance(draft, dict) else None,
             selections=context.get("selections"),
+            action_selection=request.app.state.auth.supports_action_selection(getattr(request.state, "jwt_claims", None)),
         )
         rules = [c["source"]["topic"]["code"] for c in cards]
         log.info("hook answered", extra={
