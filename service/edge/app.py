@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cds_hooks.catalog import services
@@ -38,6 +39,15 @@ from .routes import ops as ops_routes
 from .schemas import request_components
 
 log = logging.getLogger("mbc_cds_hooks")
+
+
+# FastAPI 0.163's built-in OpenTelemetry (fastapi/telemetry) turns itself on as soon as any library
+# installs a global OpenTelemetry SDK provider, or FASTAPI_OTEL_AUTO_CONFIGURE=true: its spans carry
+# url.path and url.query (patient ids in FHIR-style URLs) and its log records carry exception messages
+# and stack traces. Off, explicitly, whatever the environment: operations get Prometheus metrics and
+# PHI-free JSON logs instead (README, Telemetry). Also keeps its per-request check off the hot path.
+TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False,
+                                  "auto_configure": False}
 
 
 def _lifespan(settings: Settings, authenticator: Authenticator, catalog: dict[str, Any]):
@@ -142,6 +152,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=knowledge().version,
         description="CDS Hooks 2.0 service for metastatic breast cancer.",
         lifespan=_lifespan(settings, authenticator, catalog),
+        telemetry=TELEMETRY_OFF,
     )
     app.state.auth = authenticator
     _error_handlers(app)
