@@ -99,7 +99,7 @@ def _json_type(value: Any) -> str:
 
 async def gather(hook: ParsedHook, queries: tuple[Query, ...], fetcher: FhirFetcher, deadline: float) -> Gathered:
     request = hook.request
-    context = hook.context.model_dump()
+    context = {**vars(hook.context), **(hook.context.model_extra or {})}  # root fields for tokens; no deep copy
     prefetch = request.prefetch or {}
     server = request.fhirServer
     auth = request.fhirAuthorization
