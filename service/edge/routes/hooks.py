@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from importlib import metadata
 from datetime import datetime, timezone
+from importlib import metadata
 
 import orjson
 from fastapi import APIRouter, Depends, Request
