@@ -65,11 +65,12 @@ def resolve_template(template: str, context: dict[str, Any]) -> str | None:
 
 
 def _prefetched(value: Any) -> tuple[list[dict[str, Any]] | None, dict[str, Any] | None]:
-    """(resources, bundle-with-next-link) of a prefetch value; (None, None) when it counts as missing."""
-    if not isinstance(value, dict):
+    """(resources, bundle-with-next-link) of a prefetch value (null or a resource: _check_types ran);
+    (None, None) when it counts as missing."""
+    if value is None:
         return None, None
-    rtype = value.get("resourceType")
-    if rtype == "OperationOutcome" or not isinstance(rtype, str):
+    rtype = value["resourceType"]
+    if rtype == "OperationOutcome":
         return None, None
     if rtype == "Bundle":
         has_next = any(isinstance(l, dict) and l.get("relation") == "next" for l in value.get("link") or [])
