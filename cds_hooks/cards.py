@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .knowledge import Knowledge
+from .overrides import offered
 
 RULE_SYSTEM = "https://mbc-cds-hooks.example.org/rule-codes"
 PICTURE_EXTENSION = "mbc-cds-hooks.clinical-picture"
 EVIDENCE_EXTENSION = "mbc-cds-hooks.evidence"
 RULES_EXTENSION = "mbc-cds-hooks.rules"
-OVERRIDE_SYSTEM = "https://mbc-cds-hooks.example.org/override-reasons"
 INDICATOR_ORDER = {"critical": 0, "warning": 1, "info": 2}
 SUMMARY_LIMIT = 140  # CDS Hooks 2.0: summary "SHALL be less than 140 characters"
 _NAMESPACE = uuid.UUID("5b0f4c1e-7a52-4f7e-9a0e-6f1d2c3b4a59")
@@ -37,6 +37,9 @@ class Suggestion:
     label: str
     actions: list[dict[str, Any]]
     recommended: bool = True
+    # CDS Hooks 3.0 ballot suggestion.actionSelectionBehavior: "all" (the default) = the actions are
+    # applied together. Rendered only for a client that declared support (render's action_selection).
+    action_selection: str = "all"
 
 
 @dataclass
@@ -88,8 +91,10 @@ def indicator_of(draft: Draft, knowledge: Knowledge) -> str:
     return draft.indicator or knowledge.rule(draft.rule)["indicator"]
 
 
-def render(draft: Draft, knowledge: Knowledge, hook_instance: str, lines: list[str] | None = None) -> dict[str, Any]:
-    """The card dict; ``lines`` replaces the detail when economy has shortened it."""
+def render(draft: Draft, knowledge: Knowledge, hook_instance: str, lines: list[str] | None = None,
+           action_selection: bool = False) -> dict[str, Any]:
+    """The card dict; ``lines`` replaces the detail when economy has shortened it; ``action_selection``
+    adds each suggestion's ``actionSelectionBehavior`` for a client that declared support (3.0)."""
     rule = knowledge.rule(draft.rule)
     source = knowledge.source(draft.source or rule["source"])
     indicator = indicator_of(draft, knowledge)
@@ -118,13 +123,12 @@ def render(draft: Draft, knowledge: Knowledge, hook_instance: str, lines: list[s
                 "uuid": str(uuid.uuid5(_NAMESPACE, f"{card_uuid}|{i}|{s.label}")),
                 "isRecommended": s.recommended,
                 "actions": s.actions,
+                **({"actionSelectionBehavior": s.action_selection} if action_selection else {}),
             }
             for i, s in enumerate(draft.suggestions)
         ]
     if indicator in ("warning", "critical"):
-        card["overrideReasons"] = [
-            {"system": OVERRIDE_SYSTEM, "code": r["code"], "display": r["display"]} for r in knowledge.override_reasons
-        ]
+        card["overrideReasons"] = [dict(r) for r in offered()]
     extension: dict[str, Any] = {}
     evidence = draft.evidence()
     if evidence:

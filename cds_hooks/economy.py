@@ -120,16 +120,18 @@ def _with_overflow(summary: Draft, overflow: list[Draft], k: Knowledge) -> Draft
     return replace(summary, facts=summary.facts + extra, rules=[SUMMARY, *codes], extension=extension)
 
 
-def _render_all(drafts: list[Draft], k: Knowledge, hook_instance: str, limits: Limits) -> list[dict[str, Any]]:
+def _render_all(drafts: list[Draft], k: Knowledge, hook_instance: str, limits: Limits,
+                action_selection: bool) -> list[dict[str, Any]]:
     seen: set[str] = set()
-    return [render(d, k, hook_instance, _shown_lines(d, seen, limits.max_card_chars)) for d in drafts]
+    return [render(d, k, hook_instance, _shown_lines(d, seen, limits.max_card_chars), action_selection) for d in drafts]
 
 
 def _size(cards: list[dict[str, Any]]) -> int:
     return sum(len(c.get("detail", "")) for c in cards)
 
 
-def patient_view(drafts: list[Draft], k: Knowledge, hook_instance: str, limits: Limits) -> list[dict[str, Any]]:
+def patient_view(drafts: list[Draft], k: Knowledge, hook_instance: str, limits: Limits,
+                 action_selection: bool = False) -> list[dict[str, Any]]:
     drafts = _unique(drafts)
     tests_rules = set(k.economy["tests_card"]["rules"])
     tests = [d for d in drafts if d.rule in tests_rules]
@@ -144,13 +146,14 @@ def patient_view(drafts: list[Draft], k: Knowledge, hook_instance: str, limits: 
     shown, overflow = others[:max(room, 0)], others[max(room, 0):]
     while True:
         head = [_with_overflow(summary, overflow, k)] if summary else []
-        cards = _render_all(head + shown, k, hook_instance, limits)
+        cards = _render_all(head + shown, k, hook_instance, limits, action_selection)
         if _size(cards) <= limits.max_answer_chars or not shown or not summary:
             return cards
         overflow.insert(0, shown.pop())  # the least important card shown moves into the summary's list
 
 
-def order_hook(drafts: list[Draft], k: Knowledge, hook_instance: str, limits: Limits) -> list[dict[str, Any]]:
+def order_hook(drafts: list[Draft], k: Knowledge, hook_instance: str, limits: Limits,
+               action_selection: bool = False) -> list[dict[str, Any]]:
     """Order hooks: every safety card is shown (one per draft order and rule), most urgent first.
 
     No card is dropped for length: when the answer is too long, the least urgent cards lose their
@@ -168,7 +171,7 @@ def order_hook(drafts: list[Draft], k: Knowledge, hook_instance: str, limits: Li
         short = _fit(lines, max(len(MORE), len("\n".join(lines)) - (total - limits.max_answer_chars)))
         total -= len("\n".join(lines)) - len("\n".join(short))
         shown[i] = short
-    return [render(d, k, hook_instance, lines) for d, lines in zip(drafts, shown)]
+    return [render(d, k, hook_instance, lines, action_selection) for d, lines in zip(drafts, shown)]
 
 
 _INLINE_REFERENCE = re.compile(r"`[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}`")

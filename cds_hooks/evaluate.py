@@ -115,11 +115,13 @@ def evaluate(
     draft_entries: list[dict[str, Any]] | None = None,
     selections: list[str] | None = None,
     viewer_url: str | None = None,
+    action_selection: bool = False,
 ) -> list[dict[str, Any]]:
-    """``viewer_url``: the timeline viewer's SMART launch URL, linked from the summary card when given."""
+    """``viewer_url``: the timeline viewer's SMART launch URL, linked from the summary card when given;
+    ``action_selection``: the client declared support for ``suggestion.actionSelectionBehavior`` (3.0)."""
     drafts = fire(hook, pic, today=today, gaps=gaps, draft_entries=draft_entries, selections=selections)
     arrange = economy.patient_view if hook == "patient-view" else economy.order_hook
-    cards = arrange(drafts, knowledge(), hook_instance, limits or Limits())
+    cards = arrange(drafts, knowledge(), hook_instance, limits or Limits(), action_selection)
     if viewer_url:
         add_viewer_link(cards, viewer_url)
     return cards

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import date
 
 from .codes import RXNORM, drug_class, ingredient_for_rxcui, ingredient_from_text, lookup_answer, norm_system, strength_for_rxcui

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import httpx
 import orjson
@@ -79,10 +79,29 @@ class _Answer:
     status: int | None = None  # HTTP status of a non-2xx answer
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(parts: SplitResult) -> tuple[str, str, int | None, str]:
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:  # a port that is not a number: never the same server
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port, parts.username or ""
+
+
 def _same_server(url: str, base: str) -> bool:
-    """A next link is followed only on the server the EHR named: the token must not leak elsewhere."""
+    """A next link is followed only on the server the EHR named: the token must not leak elsewhere.
+
+    Same scheme, host, port and user, and a path under the base path at a segment boundary:
+    ``https://ehr/fhir-other`` is not under ``https://ehr/fhir``.
+    """
     a, b = urlsplit(url), urlsplit(base)
-    return (a.scheme, a.netloc) == (b.scheme, b.netloc) and a.path.startswith(b.path.rstrip("/"))
+    if _origin(a) != _origin(b) or _origin(a)[2] == -1:
+        return False
+    root = b.path.rstrip("/")
+    return a.path == root or a.path.startswith(root + "/")
 
 
 def _next_link(bundle: Resource) -> str | None:

@@ -15,7 +15,9 @@ from typing import Any
 
 import orjson
 
-_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# Record attributes that are not extra fields; uvicorn's "color_message" is its message again with
+# ANSI colour escapes, which have no place in a JSON line.
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 # Set per HTTP request by service.edge.request_id; every line logged while serving it carries the id.
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 # Loggers of libraries whose INFO lines carry URLs, and so patient ids, of FHIR queries.

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -34,9 +36,15 @@ def observe_fhir(outcome: str, seconds: float) -> None:
     FHIR_SECONDS.labels(outcome).observe(seconds)
 
 
+@lru_cache(maxsize=4096)  # label sets come from fixed sets (service ids, rule codes, statuses): bounded
+def _child(metric: Counter | Histogram, *labels: str) -> Any:
+    """A metric's labelled child, looked up once: ``labels()`` re-validates and hashes on every call."""
+    return metric.labels(*labels)
+
+
 def count_cards(service: str, rules: Iterable[str]) -> None:
     for rule in rules:
-        CARDS.labels(service, rule).inc()
+        _child(CARDS, service, rule).inc()
 
 
 def count_feedback(service: str, outcomes: Iterable[str]) -> None:
@@ -83,5 +91,5 @@ class HookMetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            HOOK_SECONDS.labels(*labels).observe(time.perf_counter() - started)
-            HOOK_REQUESTS.labels(*labels, str(status)).inc()
+            _child(HOOK_SECONDS, *labels).observe(time.perf_counter() - started)
+            _child(HOOK_REQUESTS, *labels, str(status)).inc()

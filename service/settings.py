@@ -27,6 +27,9 @@ class TrustedIssuer(BaseModel):
     jku: list[str] = Field(default_factory=list, description="JWK Set URLs this issuer may name in `jku` (exact match).")
     jwks: dict[str, Any] | None = Field(None, description="Static JWK Set, for issuers whose jku is unreachable.")
     jwks_file: str | None = Field(None, description="Path of a static JWK Set file.")
+    action_selection_behavior: bool = Field(
+        False, description="This client's capability documentation says it supports suggestion.actionSelectionBehavior "
+                           "(CDS Hooks 3.0 ballot: clients SHALL indicate it; services SHALL NOT use it otherwise).")
 
     @field_validator("jku")
     @classmethod
@@ -135,9 +138,6 @@ class Settings(BaseSettings):
         60, ge=0, description="Least time between two fetches of one jku URL (an unknown kid refetches at most this often)."
     )
     jwks_timeout_seconds: float = Field(2.0, gt=0, le=10, description="Timeout of one JWK Set fetch.")
-    replay_cache_size: int = Field(
-        100_000, ge=100, description="jtis the in-memory replay store holds; when full, new tokens are refused."
-    )
 
     # The timeline viewer (service/viewer, issue 14): a SMART on FHIR app served by the service.
     viewer_enabled: bool = Field(False, description="Serve the MBC timeline viewer under /viewer/ and link it from the summary card.")

@@ -25,6 +25,7 @@ import fixtures
 from cds_hooks.catalog import services
 from service.edge.app import create_app
 from service.settings import Settings
+from tests.support.conformance import check_every_answer
 from tests.support.fhir_server import FhirServerError, FhirTestServer, modules_installed, node_available
 from tests.support.sekmet_server import SekmetServer, sekmet_installed
 
@@ -48,6 +49,7 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as c:
+        check_every_answer(c)  # every non-2xx answer any test gets is an OperationOutcome
         yield c
 
 
@@ -128,6 +130,7 @@ class LiveService:
             time.sleep(0.02)
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.client = httpx.Client(base_url=self.base_url, timeout=30)
+        check_every_answer(self.client)
 
     def stop(self) -> None:
         self.client.close()

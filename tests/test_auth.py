@@ -30,10 +30,10 @@ from pydantic import ValidationError
 
 import fixtures
 from service.edge.app import create_app
-from service.edge.auth import MemoryReplayStore
 from service.store import SqlReplayStore
 from service.settings import Settings
 from tests.conftest import hook_request, make_settings
+from tests.support.conformance import error_code
 
 SANDBOX_ISS = "https://sandbox.example.test"
 EPIC_ISS = "https://fhir.epic.example.test/interconnect"
@@ -165,7 +165,9 @@ FEEDBACK_BODY = {"feedback": [{"card": str(uuid.uuid4()), "outcome": "overridden
 
 def _assert_401(r: Any) -> None:
     assert r.status_code == 401, r.text
-    assert r.json() == {"error": "unauthorized"}
+    assert error_code(r) == "unauthorized"  # an OperationOutcome that says nothing about why
+    assert r.json() == {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "security", "details": {
+        "coding": [{"system": "https://mbc-cds-hooks.example.org/error-codes", "code": "unauthorized"}], "text": "Authentication failed."}}]}
     assert r.headers["www-authenticate"] == "Bearer"
 
 
@@ -281,7 +283,7 @@ def test_replayed_jti_is_refused(api, jwks):
 
 
 def test_replay_is_refused_across_workers_sharing_the_database(tmp_path, jwks):
-    """workers > 1 (or DATABASE_URL): the jti store is the shared database, so another process refuses it too."""
+    """The jti store is the database (SQLite beside the feedback, or DATABASE_URL): another process refuses it too."""
     settings = auth_settings(tmp_path, jwks, workers=2)
     token = sandbox_token(DISCOVERY, jwks)
     with TestClient(create_app(settings)) as first, TestClient(create_app(settings)) as second:
@@ -407,21 +409,9 @@ def test_static_jwks_without_usable_keys_stops_startup(tmp_path):
         create_app(settings)
 
 
-async def test_memory_replay_store_expires_and_is_bounded():
-    now = [1000.0]
-    store = MemoryReplayStore(max_entries=2, clock=lambda: now[0])
-    assert await store.first_use("a", "iss", 1010)
-    assert not await store.first_use("a", "iss", 1010)
-    assert await store.first_use("a", "other-iss", 1010)
-    assert not await store.first_use("b", "iss", 1010), "full: fail closed"
-    now[0] = 1011.0
-    assert await store.first_use("b", "iss", 1100), "expired entries were pruned"
-    assert await store.first_use("a", "iss", 1100), "an expired jti is forgotten"
-
-
 def test_replay_store_outage_is_503_not_401_or_500(tmp_path, jwks):
     """The token may be fine; the service cannot tell whether it was replayed: fail closed, ask to retry."""
     with TestClient(create_app(auth_settings(tmp_path, jwks, workers=2))) as api:
-        api.portal.call(api.app.state.db.close)
+        api.portal.call(api.app.state.auth.replay.db.close)
         r = api.get("/cds-services", headers=_bearer(sandbox_token(DISCOVERY, jwks)))
-        assert r.status_code == 503 and r.json()["error"] == "store-unavailable"
+        assert r.status_code == 503 and error_code(r) == "store-unavailable"

@@ -11,6 +11,7 @@ from types import FrameType
 from fastapi.testclient import TestClient
 
 from service.edge.drain import Drain, install
+from tests.support.conformance import error_code, error_fields
 
 
 async def test_sigterm_drains_first_then_hands_over_and_a_second_sigterm_stops_at_once() -> None:
@@ -61,7 +62,7 @@ def test_while_draining_readyz_is_503_and_every_answer_closes_its_connection(cli
     assert client.get("/healthz").headers.get("connection") != "close"
     client.app.state.drain.begin()  # type: ignore[attr-defined]
     ready = client.get("/readyz")
-    assert ready.status_code == 503 and ready.json()["status"] == "draining"
+    assert ready.status_code == 503 and error_code(ready) == "not-ready" and error_fields(ready) == {"drain"}
     assert ready.headers["connection"] == "close"
     alive = client.get("/healthz")
     assert alive.status_code == 200 and alive.headers["connection"] == "close"  # alive: not restarted by a liveness probe

@@ -26,6 +26,7 @@ from service.settings import Settings
 from service.store import Database, SqlReplayStore, open_database
 from tests.conftest import make_settings
 from tests.support.postgres import postgres_cluster, postgres_url  # noqa: F401  (fixtures)
+from tests.support.conformance import error_code, error_fields, error_text
 
 URL = "/cds-services/mbc-patient-view/feedback"
 
@@ -161,8 +162,8 @@ def test_rejected_feedback_stores_nothing(store_settings: Settings) -> None:
     bad_outcome = {"card": "c4", "outcome": "maybe", "outcomeTimestamp": "2026-11-22T10:00:00Z"}
     with TestClient(create_app(store_settings)) as client:
         r = client.post(URL, json={"feedback": [no_suggestions]})
-        assert r.status_code == 400 and r.json()["error"] == "invalid-feedback"
-        assert "acceptedSuggestions" in str(r.json()["details"])
+        assert r.status_code == 400 and error_code(r) == "invalid-feedback" and error_fields(r) == {"feedback[0]"}
+        assert "acceptedSuggestions" in error_text(r)
         for body in ({"feedback": [item("ok"), bad_outcome]}, {"feedback": []}, {"feedback": [item("ok"), {"card": "c5"}]}):
             assert client.post(URL, json=body).status_code == 400
         assert client.post(URL, content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 400
@@ -208,3 +209,20 @@ async def test_replay_store_prunes_expired_ids(db: Database) -> None:
     assert sorted(r[0] for r in await db.fetch("SELECT jti FROM jwt_replay")) == ["new", "old-1"]
     await db.execute("INSERT INTO jwt_replay (iss, jti, expires_at) VALUES ($1, $2, $3)", "iss", "old-4", now - 1)
     assert await replay.prune() == 1
+
+
+@pytest.mark.parametrize("timestamp", ["9999-12-31T23:59:59-00:01", "0001-01-01T00:00:00+23:59"])
+def test_out_of_range_timestamp_is_400_naming_the_field_not_503(store_settings: Settings, timestamp: str,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """Valid RFC 3339 text, but no UTC datetime exists for it: bad input the EHR must not retry forever,
+    and no "database unavailable" alarm for the operator."""
+    good, bad = item("in-range"), item("out-of-range", timestamp)
+    with TestClient(create_app(store_settings)) as client:
+        r = client.post(URL, json={"feedback": [good, bad]})
+        assert r.status_code == 400 and error_code(r) == "invalid-feedback"
+        assert error_fields(r) == {"feedback[1].outcomeTimestamp"} and "out of range" in error_text(r)
+        assert client.portal.call(client.app.state.feedback.all) == []  # nothing half stored
+        edge = "9999-12-31T23:59:59Z" if timestamp.startswith("9999") else "0001-01-01T00:00:00Z"
+        assert client.post(URL, json={"feedback": [item("edge", edge)]}).status_code == 200  # the extremes themselves are fine
+        assert [s["card"] for s in client.portal.call(client.app.state.feedback.all)] == ["edge"]
+    assert not [r for r in caplog.records if "database unavailable" in r.getMessage()]

@@ -175,3 +175,101 @@ def test_a_long_retry_after_is_not_waited_for(client, patient):
         r = client.post("/cds-services/mbc-patient-view", json=hook_request("patient-view", "mbc-hrpos-bone-1", fhir_server=BASE))
     assert len(calls) == 1
     assert "Retry-After 3600 s" in {c["source"]["topic"]["code"]: c for c in r.json()["cards"]}["data-incomplete"]["detail"]
+
+
+@pytest.mark.parametrize(("url", "same"), [
+    (f"{BASE}/Observation?page=2", True),
+    (f"{BASE}?_getpages=abc", True),
+    ("https://EHR.example.org:443/fhir/Observation", True),  # host case and the default port do not matter
+    ("https://ehr.example.org/fhir-other/Observation", False),  # a sibling path, not under the base
+    ("https://ehr.example.org/fhirx", False),
+    ("https://ehr.example.org/Observation", False),
+    ("http://ehr.example.org/fhir/Observation", False),  # scheme downgrade
+    ("https://ehr.example.org:8443/fhir/Observation", False),
+    ("https://ehr.example.org.evil.test/fhir/Observation", False),
+    ("https://user@ehr.example.org/fhir/Observation", False),
+    ("https://ehr.example.org:notaport/fhir/Observation", False),
+])
+def test_next_links_stay_under_the_base_path(url, same):
+    from service.fhir_client import _same_server
+
+    assert _same_server(url, BASE) is same
+    assert _same_server(url, BASE + "/") is same
+
+
+def test_next_link_to_a_sibling_path_is_not_followed_and_is_reported(client, patient):
+    """A next link outside the base path would carry the EHR's token to another endpoint."""
+    sibling = "https://ehr.example.org/fhir-other/Observation?page=2"
+    with respx.mock(assert_all_called=False) as router:
+        _mock_all(router, patient, Observation=httpx.Response(200, json=_bundle(_by_type(patient, "Observation"), next_url=sibling)))
+        other = router.get(url__startswith="https://ehr.example.org/fhir-other/").mock(return_value=httpx.Response(200, json=_bundle([])))
+        r = client.post("/cds-services/mbc-patient-view", json=hook_request("patient-view", "mbc-hrpos-bone-1", fhir_server=BASE, token="tok"))
+    assert r.status_code == 200 and not other.called
+    incomplete = next(c for c in r.json()["cards"] if c["source"]["topic"]["code"] == "data-incomplete")
+    assert "outside the FHIR server" in incomplete["detail"]
+
+
+# --- fhirAuthorization.scope: what the token does not grant is not fetched, and is reported -------
+
+@pytest.mark.parametrize(("scope", "expected"), [
+    ("patient/*.read", {"Observation": "full", "Patient": "full"}),  # SMART v1
+    ("user/Observation.read launch", {"Observation": "full", "Condition": "none"}),
+    ("patient/*.rs", {"Observation": "full", "Patient": "full"}),  # SMART v2
+    ("patient/Observation.s patient/Patient.r", {"Observation": "full", "Patient": "full", "Condition": "none"}),
+    ("patient/Patient.s", {"Patient": "none"}),  # a read needs r
+    ("patient/Observation.cud patient/*.write", {"Observation": "none"}),
+    ("patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory",
+     {"Observation": "partial", "Condition": "none"}),
+    ("patient/Observation.rs?category=x patient/Observation.rs", {"Observation": "full"}),
+    ("system/*.cruds", {"MedicationStatement": "full"}),
+    ("launch openid fhirUser offline_access", {"Observation": "full"}),  # no resource scope: nothing restricted
+    (None, {"Observation": "full"}),
+])
+def test_smart_scopes_v1_and_v2(scope, expected):
+    from service.edge.scopes import Scopes
+
+    scopes = Scopes.parse(scope)
+    for rtype, access in expected.items():
+        interaction = "r" if rtype == "Patient" else "s"
+        assert scopes.access(rtype, interaction).value == access, (scope, rtype)
+
+
+def _scoped(scope, prefetch=None):
+    body = hook_request("patient-view", "mbc-hrpos-bone-1", fhir_server=BASE, token="tok", prefetch=prefetch)
+    body["fhirAuthorization"]["scope"] = scope
+    return body
+
+
+def test_types_the_scope_does_not_grant_are_not_fetched_and_are_named(client, patient):
+    scope = "patient/Patient.r patient/Condition.rs patient/Observation.rs"  # no medications, specimens, procedures
+    with respx.mock(assert_all_called=False) as router:
+        _mock_all(router, patient)
+        r = client.post("/cds-services/mbc-patient-view", json=_scoped(scope))
+        fetched = {c.request.url.path.split("/")[-1] for c in router.calls}
+    assert r.status_code == 200
+    assert fetched == {"mbc-hrpos-bone-1", "Condition", "Observation"}
+    incomplete = next(c for c in r.json()["cards"] if c["source"]["topic"]["code"] == "data-incomplete")
+    assert "does not grant search of MedicationRequest" in incomplete["detail"]
+    assert "treatment history" in incomplete["detail"]  # which checks could not run
+    assert "biopsy-reassessment" in rule_codes(r.json())  # what the granted data supports still comes
+
+
+def test_a_required_type_the_scope_does_not_grant_is_412_naming_it(client, patient):
+    with respx.mock(assert_all_called=False) as router:
+        _mock_all(router, patient)
+        r = client.post("/cds-services/mbc-patient-view", json=_scoped("patient/Patient.r patient/Condition.rs"))
+        assert not [c for c in router.calls if "Observation" in str(c.request.url)]
+    assert r.status_code == 412
+    issue = r.json()["issue"]
+    assert [i["expression"] for i in issue] == [["prefetch.observations"]]
+    assert "does not grant search of Observation" in issue[0]["diagnostics"]
+
+
+def test_a_granular_scope_is_fetched_and_reported_as_partial(client, patient):
+    scope = "patient/*.rs patient/Observation.rs?category=laboratory"
+    with respx.mock(assert_all_called=False) as router:
+        _mock_all(router, patient)
+        r = client.post("/cds-services/mbc-patient-view", json=_scoped(scope.replace("patient/*.rs ", "patient/Patient.r patient/Condition.rs ")))
+        assert [c for c in router.calls if "Observation" in str(c.request.url)]
+    incomplete = next(c for c in r.json()["cards"] if c["source"]["topic"]["code"] == "data-incomplete")
+    assert "grants only part of Observation (category=laboratory)" in incomplete["detail"]

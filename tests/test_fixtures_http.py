@@ -10,6 +10,7 @@ import pytest
 import fixtures
 from tests.conftest import SERVICE_FOR_HOOK, case_request, rule_codes, today
 from tests.support.therapy import check_therapy
+from tests.support.schemas import RESPONSE, assert_valid
 
 pytestmark = pytest.mark.integration
 CASES = fixtures.manifest()
@@ -30,6 +31,7 @@ def test_case(case, mode, loaded, live_service):
     response = live_service.client.post(f"/cds-services/{SERVICE_FOR_HOOK[case['hook']]}", json=body)
     assert response.status_code == 200, response.text
     answer = response.json()
+    assert_valid(RESPONSE, answer)  # CDS Hooks 3.0 CDSHooksResponse, tests/schemas
     codes = rule_codes(answer)
     missing = [c for c in case.get("expect", []) if c not in codes]
     unwanted = [c for c in case.get("absent", []) if c in codes]

@@ -3,8 +3,8 @@
 Three kinds of request, in shares of MBC_FUZZ_EXAMPLES (default 2000, all three together):
 random JSON and bytes to every POST route; valid hook requests built from the fixtures, then
 mutated (fields deleted, retyped, emptied); and random methods, paths, content types and headers
-under /cds-services. Every answer must be below 500, carry an X-Request-ID, and every 4xx must
-be a JSON object with an ``error``. Outbound FHIR reads (a mutated request may name fhirServer)
+under /cds-services. Every answer must be below 500, carry an X-Request-ID, and every non-2xx
+answer must be a FHIR OperationOutcome with one of our error codes (tests/support/conformance.py). Outbound FHIR reads (a mutated request may name fhirServer)
 are answered by respx, so nothing leaves the process.
 
 Longer run: ``MBC_FUZZ_EXAMPLES=50000 .venv/bin/python -m pytest -q tests/test_fuzz.py``; add
@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 import fixtures
 from service.edge.app import create_app
 from tests.conftest import SERVICE_FOR_HOOK, case_request, make_settings
+from tests.support.conformance import assert_operation_outcome, error_code, error_fields
 
 EXAMPLES = int(os.environ.get("MBC_FUZZ_EXAMPLES", "2000"))
 SHARES = {"random": 0.3, "mutated": 0.45, "envelope": 0.25}
@@ -74,10 +75,7 @@ def send(client: TestClient, kind: str, method: str, path: str, content: bytes |
     STATUSES[(kind, r.status_code)] += 1
     assert r.status_code < 500, (method, path, r.status_code, r.text[:500])
     assert r.headers.get("x-request-id"), (method, path, r.status_code)
-    if r.status_code >= 400 and method != "HEAD":
-        assert r.headers.get("content-type", "").startswith("application/json"), (method, path, r.status_code, r.text[:200])
-        body = r.json()
-        assert isinstance(body, dict) and isinstance(body.get("error"), str), body
+    assert_operation_outcome(r)  # every non-2xx answer: an OperationOutcome with one of our error codes
     return r
 
 
@@ -208,7 +206,8 @@ def test_too_many_prefetch_resources_is_413_json(tmp_path: Any) -> None:
     with TestClient(create_app(make_settings(tmp_path, max_prefetch_resources=50))) as client:
         r = client.post(route, json=big)
         ok = client.post(route, json=body)
-    assert r.status_code == 413 and r.json()["error"] == "too-many-resources"
+    assert r.status_code == 413 and error_code(r) == "too-many-resources"
+    assert error_fields(r) == {"prefetch"}
     assert ok.status_code == 200
 
 
@@ -219,7 +218,8 @@ def test_too_many_draft_orders_is_413_json(tmp_path: Any) -> None:
     big["context"]["draftOrders"]["entry"] = entries * (6 // len(entries) + 1)
     with TestClient(create_app(make_settings(tmp_path, max_draft_orders=5))) as client:
         r = client.post(route, json=big)
-    assert r.status_code == 413 and r.json()["error"] == "too-many-orders"
+    assert r.status_code == 413 and error_code(r) == "too-many-orders"
+    assert error_fields(r) == {"context.draftOrders.entry"}
 
 
 @pytest.mark.parametrize("depth", [200, 1000, 2000, 100_000])

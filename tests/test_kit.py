@@ -383,7 +383,8 @@ def test_hook_is_refused_without_a_valid_token(secured_service: LiveService, fix
         pytest.skip("the service has no JWT settings yet")
     unsigned = _hook(secured_service, fixtures_loaded, None, ISSUER, "--service", "mbc-patient-view", "--patient", "mbc-tnbc-1")
     assert unsigned.exit_code == 1
-    assert json.loads(unsigned.stdout) == {"error": "unauthorized"}  # the JSON error body is printed
+    printed = json.loads(unsigned.stdout)  # the service's OperationOutcome is printed
+    assert printed["resourceType"] == "OperationOutcome" and printed["issue"][0]["details"]["coding"][0]["code"] == "unauthorized"
     untrusted = _hook(secured_service, fixtures_loaded, key_dirs["ES384"], RSA_ISSUER, "--service", "mbc-patient-view",
                       "--patient", "mbc-tnbc-1")
     assert untrusted.exit_code == 1  # right key, issuer that does not own it

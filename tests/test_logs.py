@@ -201,3 +201,5 @@ def test_a_real_serve_writes_only_json_lines_uvicorn_included(tmp_path):
     assert any(r.get("event") == "shutdown" and r["message"] == "draining" for r in records)
     assert any(r["logger"].startswith("uvicorn") and "shutdown" in r["message"].lower() for r in records)
     assert patient_id not in out.decode()
+    assert "\x1b[" not in out.decode() and "\\u001b" not in out.decode(), "ANSI escapes in the JSON log"
+    assert not [r for r in records if "color_message" in r]  # uvicorn's coloured copy of the message is dropped

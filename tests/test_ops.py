@@ -24,6 +24,7 @@ from cds_hooks.catalog import services
 from service.edge.app import create_app
 from service.fhir_client import FetchLimits, FhirFetcher
 from tests.conftest import hook_request, rule_codes
+from tests.support.conformance import error_code, error_fields
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = "https://ehr.example.org/fhir"
@@ -62,7 +63,8 @@ def test_readyz_is_503_json_when_the_database_is_unreachable(client):
     client.portal.call(client.app.state.db.close)
     r = client.get("/readyz")
     assert r.status_code == 503 and r.headers["content-type"] == "application/json"
-    assert r.json()["status"] == "not-ready" and r.json()["checks"]["database"].startswith("unreachable")
+    assert error_code(r) == "not-ready" and error_fields(r) == {"database"}
+    assert r.json()["issue"][0]["diagnostics"].startswith("unreachable")
     assert client.get("/healthz").status_code == 200  # alive, only not ready
 
 
@@ -146,7 +148,7 @@ def test_openapi_documents_the_cds_hooks_request_and_cards(client):
     doc = client.get("/openapi.json").json()
     schemas = doc["components"]["schemas"]
     for name in ("HookRequest", "FhirAuthorization", "PatientViewContext", "OrderSelectContext", "OrderSignContext",
-                 "CdsServiceResponse", "Card", "Source", "Suggestion", "Action", "Link", "Coding", "ErrorResponse"):
+                 "CdsServiceResponse", "Card", "Source", "Suggestion", "Action", "Link", "Coding", "OperationOutcome", "Issue"):
         assert name in schemas, name
     assert schemas["Card"]["properties"]["summary"]["maxLength"] == 140
     op = doc["paths"]["/cds-services/{service_id}"]["post"]
@@ -172,7 +174,7 @@ def test_openapi_documents_the_cds_hooks_request_and_cards(client):
 
 def test_the_documented_body_does_not_change_validation(client):
     r = client.post("/cds-services/mbc-patient-view", content=b"{not json", headers={"content-type": "application/json"})
-    assert r.status_code == 400 and r.json()["error"] == "invalid-json"  # still 400, not FastAPI's 422
+    assert r.status_code == 400 and error_code(r) == "invalid-json"  # still 400, not FastAPI's 422
 
 
 # --- graceful shutdown, one worker and several -------------------------------------------------
@@ -259,7 +261,7 @@ def test_serve_drains_then_stops_and_exits_0_on_sigterm(tmp_path, workers):
                     time.sleep(0.02)
                 for _ in range(2 * workers):  # every worker turned not-ready, whichever answers
                     seen = other.get("/readyz")
-                    assert seen.status_code == 503 and seen.json()["status"] == "draining", seen.text
+                    assert seen.status_code == 503 and error_fields(seen) == {"drain"}, seen.text
                 during = other.post("/cds-services/mbc-patient-view", json=full)  # still answered while draining
                 assert during.status_code == 200 and "mbc-summary" in rule_codes(during.json())
                 assert during.headers["connection"] == "close"  # keep-alive clients move to another replica
@@ -299,4 +301,4 @@ def test_feedback_during_a_database_outage_is_503_with_retry_after_not_500(clien
     body = {"feedback": [{"card": "c-outage", "outcome": "overridden", "outcomeTimestamp": "2026-11-22T10:00:00Z"}]}
     r = client.post("/cds-services/mbc-patient-view/feedback", json=body)
     assert r.status_code == 503 and r.headers["retry-after"] == "5"
-    assert r.json()["error"] == "store-unavailable"
+    assert error_code(r) == "store-unavailable"

@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+
 import fixtures
 from tests.conftest import hook_request, rule_codes
+from tests.support.conformance import error_code, error_fields, error_text
 
 TOKEN = re.compile(r"\{\{([^}]*)\}\}")
 SPEC_TOKENS = {"context.patientId", "context.userId", "context.encounterId", "userPractitionerId",
@@ -43,36 +46,38 @@ def test_discovery_lists_three_services_with_spec_prefetch_tokens(client):
 
 def test_unknown_service_is_404_json(client):
     r = client.post("/cds-services/nope", json=hook_request("patient-view", "p1"))
-    assert r.status_code == 404 and r.json()["error"] == "unknown-service"
+    assert r.status_code == 404 and error_code(r) == "unknown-service"
 
 
 def test_malformed_json_is_400_with_explanation(client):
     r = client.post("/cds-services/mbc-patient-view", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 400
-    assert r.json()["error"] == "invalid-json" and "position" in r.json()["message"]
+    assert error_code(r) == "invalid-json" and "position" in error_text(r)
+    issue = r.json()["issue"][0]
+    assert issue["code"] == "structure" and "column" in issue["diagnostics"]
 
 
 def test_missing_fields_are_named(client):
     r = client.post("/cds-services/mbc-patient-view", json={"hook": "patient-view", "context": {}})
     assert r.status_code == 400
-    fields = {d["field"] for d in r.json()["details"]}
-    assert "hookInstance" in fields
+    assert "hookInstance" in error_fields(r)
+    assert {i["code"] for i in r.json()["issue"] if i.get("expression") == ["hookInstance"]} == {"required"}
 
 
 def test_context_must_match_the_hook(client):
     body = hook_request("patient-view", "p1")
     del body["context"]["patientId"]
     r = client.post("/cds-services/mbc-patient-view", json=body)
-    assert r.status_code == 400 and r.json()["error"] == "invalid-context"
-    assert r.json()["details"][0]["field"] == "context.patientId"
+    assert r.status_code == 400 and error_code(r) == "invalid-context"
+    assert error_fields(r) == {"context.patientId"}
     sign = hook_request("order-sign", "p1")
     r = client.post("/cds-services/mbc-order-sign", json=sign)
-    assert r.status_code == 400 and any(d["field"] == "context.draftOrders" for d in r.json()["details"])
+    assert r.status_code == 400 and "context.draftOrders" in error_fields(r)
 
 
 def test_hook_mismatch_is_400(client):
     r = client.post("/cds-services/mbc-patient-view", json=hook_request("order-sign", "p1"))
-    assert r.status_code == 400 and r.json()["error"] == "hook-mismatch"
+    assert r.status_code == 400 and error_code(r) == "hook-mismatch" and error_fields(r) == {"hook"}
 
 
 def test_non_object_body_and_wrong_types(client):
@@ -93,13 +98,14 @@ def test_extension_object_is_accepted(client):
 def test_authorization_without_fhir_server_is_400(client):
     body = hook_request("patient-view", "p1", token="abc")
     r = client.post("/cds-services/mbc-patient-view", json=body)
-    assert r.status_code == 400 and r.json()["details"][0]["field"] == "fhirServer"
+    assert r.status_code == 400 and error_fields(r) == {"fhirServer"}
 
 
 def test_no_prefetch_and_no_fhir_server_is_412(client):
     r = client.post("/cds-services/mbc-patient-view", json=hook_request("patient-view", "p1"))
     assert r.status_code == 412
-    assert {d["field"] for d in r.json()["details"]} == {"prefetch.conditions", "prefetch.observations"}
+    assert error_code(r) == "precondition-failed"
+    assert error_fields(r) == {"prefetch.conditions", "prefetch.observations"}
 
 
 def test_operation_outcome_prefetch_counts_as_missing(client):
@@ -116,12 +122,13 @@ def test_body_too_large_is_413(tmp_path):
 
     with TestClient(create_app(make_settings(tmp_path, max_body_bytes=1000))) as c:
         r = c.post("/cds-services/mbc-patient-view", content=b"{" + b" " * 2000 + b"}", headers={"content-type": "application/json"})
-        assert r.status_code == 413 and r.json()["error"] == "too-large"
+        assert r.status_code == 413 and error_code(r) == "too-large" and "2002 bytes" in error_text(r)
 
 
 def test_wrong_content_type_is_415(client):
     r = client.post("/cds-services/mbc-patient-view", content=b"hook=x", headers={"content-type": "application/x-www-form-urlencoded"})
-    assert r.status_code == 415
+    assert r.status_code == 415 and error_code(r) == "unsupported-media-type"
+    assert "application/x-www-form-urlencoded" in r.json()["issue"][0]["diagnostics"]
 
 
 def test_cors_preflight_from_the_sandbox(client):
@@ -169,5 +176,36 @@ def test_feedback_is_validated_and_stored(client):
     assert [(s["card"], s["outcome"]) for s in stored] == [("c1", "accepted"), ("c2", "overridden")]
     bad = {"feedback": [{"card": "c3", "outcome": "accepted", "outcomeTimestamp": "2026-11-22T10:00:00Z"}]}
     r = client.post("/cds-services/mbc-patient-view/feedback", json=bad)
-    assert r.status_code == 400 and r.json()["error"] == "invalid-feedback"
+    assert r.status_code == 400 and error_code(r) == "invalid-feedback" and error_fields(r) == {"feedback[0]"}
     assert client.post("/cds-services/nope/feedback", json=ok).status_code == 404
+
+
+def test_empty_body_is_400_with_details(client):
+    r = client.post("/cds-services/mbc-patient-view", content=b"", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and error_code(r) == "invalid-request"
+    assert r.json()["issue"][0]["code"] == "required" and r.json()["issue"][0]["diagnostics"] == "empty body"
+
+
+@pytest.mark.parametrize(("value", "field"), [
+    ("hello", "prefetch.conditions"), (["a"], "prefetch.conditions"), (42, "prefetch.conditions"),
+    ({"entry": []}, "prefetch.conditions.resourceType"),
+])
+def test_prefetch_value_of_the_wrong_type_is_400_naming_it(client, value, field):
+    """Not a 412 saying the key is missing: the client sent it, wrongly typed."""
+    body = hook_request("patient-view", "p1", prefetch={"conditions": value, "observations": None})
+    r = client.post("/cds-services/mbc-patient-view", json=body)
+    assert r.status_code == 400 and error_code(r) == "invalid-request"
+    assert error_fields(r) == {field}
+
+
+def test_unknown_route_and_method_are_operation_outcomes(client):
+    r = client.get("/cds-services/mbc-patient-view")
+    assert r.status_code == 405 and error_code(r) == "method-not-allowed"
+    r = client.get("/no/such/path")
+    assert r.status_code == 404 and error_code(r) == "not-found"
+
+
+def test_refused_cors_preflight_is_an_operation_outcome(client):
+    r = client.options("/cds-services", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"})
+    assert r.status_code == 400 and error_code(r) == "cors-refused"
+    assert r.json()["issue"][0]["code"] == "forbidden"

@@ -22,11 +22,11 @@ from mappings.build import build_picture
 from mappings.timeline import therapy_lines, timeline
 from service.edge.app import create_app
 from service.edge.hook_request import RequestError
-from service.settings import Settings
 from service.store import SqliteDatabase
 from service.viewer.routes import CSP, parse_picture_request
 from service.viewer.sessions import LAUNCH, SESSION, SessionStore
 from service.viewer.smart import choose_scope, read_configuration
+from tests.support.conformance import error_code
 from tests.conftest import hook_request, make_settings
 
 DAY = date(2026, 11, 1)  # the fixtures' anchor: dates as written
@@ -159,7 +159,7 @@ def test_page_and_assets_are_served_with_a_strict_csp(tmp_path: Path):
         assert 'src="static/viewer.js"' in page.text and "http" not in page.text.split("<body", 1)[0].replace('http-equiv', '')
         assert client.get("/viewer/static/viewer.js").headers["content-type"].startswith("text/javascript")
         missing = client.get("/viewer/static/other.js")
-        assert missing.status_code == 404 and missing.json()["error"] == "not-found"
+        assert missing.status_code == 404 and error_code(missing) == "not-found"
         assert client.get("/viewer", follow_redirects=False).headers["location"] == "/viewer/"
 
 
@@ -183,7 +183,7 @@ def test_launch_and_callback_refusals(tmp_path: Path):
         ]
         for url, status, err in cases:
             response = client.get(url, follow_redirects=False)
-            assert (response.status_code, response.json()["error"]) == (status, err), url
+            assert (response.status_code, error_code(response)) == (status, err), url
 
 
 def test_callback_only_in_the_browser_that_launched(tmp_path: Path):
@@ -195,10 +195,10 @@ def test_callback_only_in_the_browser_that_launched(tmp_path: Path):
                    "redirectUri": "http://testserver/viewer/callback"}
         client.portal.call(sessions.put, LAUNCH, pending, 60, "state-of-another-browser")
         response = client.get("/viewer/callback?code=abc&state=state-of-another-browser", follow_redirects=False)
-        assert (response.status_code, response.json()["error"]) == (400, "launch-not-from-this-browser")
+        assert (response.status_code, error_code(response)) == (400, "launch-not-from-this-browser")
         assert "set-cookie" not in response.headers
         again = client.get("/viewer/callback?code=abc&state=state-of-another-browser", follow_redirects=False)
-        assert again.json()["error"] == "unknown-launch"  # single use, even when refused
+        assert error_code(again) == "unknown-launch"  # single use, even when refused
 
 
 @pytest.mark.parametrize("body, ok", [

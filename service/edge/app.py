@@ -16,28 +16,41 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cds_hooks.catalog import services
 from cds_hooks.knowledge import knowledge
+from cds_hooks.overrides import check as check_override_reasons
 
 from ..fhir_client import FetchLimits, FhirFetcher
 from ..metrics import HookMetricsMiddleware
 from ..settings import Settings, get_settings
-from ..store import SqlReplayStore, StoreUnavailable, open_database
+from ..store import SqlReplayStore, StoreUnavailable, open_database, open_replay_database
 from .auth import AuthFailed, Authenticator, unauthorized
 from .cors import JsonCORSMiddleware
 from .drain import CloseWhileDraining, Drain
 from .drain import install as install_drain
 from .feedback import FeedbackStore
 from .request_id import RequestIdMiddleware
-from .responses import JSONResponse, error
+from .hook_request import validation_details
+from .responses import JSONResponse, RequestError, error
 from .routes import feedback as feedback_routes
 from .routes import hooks as hook_routes
 from .routes import ops as ops_routes
 from .schemas import request_components
 
 log = logging.getLogger("mbc_cds_hooks")
+
+
+# FastAPI 0.163's built-in OpenTelemetry (fastapi/telemetry) turns itself on as soon as any library
+# installs a global OpenTelemetry SDK provider, or FASTAPI_OTEL_AUTO_CONFIGURE=true: its spans carry
+# url.path and url.query (patient ids in FHIR-style URLs) and its log records carry exception messages
+# and stack traces. Off, explicitly, whatever the environment: operations get Prometheus metrics and
+# PHI-free JSON logs instead (README, Telemetry). Also keeps its per-request check off the hot path.
+TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False,
+                                  "auto_configure": False}
 
 
 def _lifespan(settings: Settings, authenticator: Authenticator, catalog: dict[str, Any]):
@@ -61,9 +74,10 @@ def _lifespan(settings: Settings, authenticator: Authenticator, catalog: dict[st
 
                 key = settings.viewer_session_key.get_secret_value().encode() if settings.viewer_session_key else None
                 app.state.viewer_sessions = SessionStore(app.state.db, key)
-            if settings.database_url or settings.workers > 1:
-                # Several processes: a jti seen by one must be refused by all (README, Scale-out).
-                authenticator.replay = SqlReplayStore(app.state.db)
+            # Used jtis live in the database, never only in memory: a restart must not accept a used
+            # token again, and every worker and replica must refuse what one has seen (README, Authentication).
+            replay_db = await open_replay_database(app.state.db, settings.feedback_db)
+            authenticator.replay = SqlReplayStore(replay_db)
             # Long-lived start-up objects move out of the collector's way (performance.md: gc tail).
             gc.collect()
             gc.freeze()
@@ -74,6 +88,8 @@ def _lifespan(settings: Settings, authenticator: Authenticator, catalog: dict[st
             finally:  # after uvicorn has drained in-flight calls (MBC_SHUTDOWN_GRACE_SECONDS); the client closes next
                 if restore_sigterm:
                     restore_sigterm()
+                if replay_db is not app.state.db:
+                    await replay_db.close()
                 await app.state.db.close()
                 log.info("service stopped", extra={"event": "shutdown"})
 
@@ -81,19 +97,29 @@ def _lifespan(settings: Settings, authenticator: Authenticator, catalog: dict[st
 
 
 def _error_handlers(app: FastAPI) -> None:
+    """Every error answer goes through responses.error(): a FHIR OperationOutcome with our error code."""
     app.add_exception_handler(AuthFailed, unauthorized)  # bare 401; inside CORS, so it carries the CORS headers
+
+    @app.exception_handler(RequestError)
+    async def request_error(request: Request, exc: RequestError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_parameters(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Query or path parameters of a route (the hook and feedback bodies are parsed by hand): 400, not 422.
+        return error(400, "invalid-request", "The request has invalid parameters.", validation_details(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         err = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-        return error(exc.status_code, err, str(exc.detail))
+        problem = f"{request.method} {request.url.path[:200]}: {exc.detail}"
+        return error(exc.status_code, err, str(exc.detail), [{"problem": problem}], headers=exc.headers)
 
     @app.exception_handler(StoreUnavailable)
     async def store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
         log.error("database unavailable", extra={"event": "store", "error": str(exc), "path": request.url.path})
-        answer = error(503, "store-unavailable", "The service's database did not answer; nothing was stored. Retry shortly.")
-        answer.headers["Retry-After"] = "5"
-        return answer
+        return error(503, "store-unavailable", "The service's database did not answer; nothing was stored. Retry shortly.",
+                     [{"problem": "database unavailable; retry after 5 s"}], headers={"Retry-After": "5"})
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -131,6 +157,7 @@ def _openapi(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     knowledge()  # fail at start-up on a broken knowledge file, not on the first call
+    check_override_reasons()
     catalog = services()
     authenticator = Authenticator(settings)  # static JWK Sets load now: a broken one stops start-up
     app = FastAPI(
@@ -138,6 +165,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=knowledge().version,
         description="CDS Hooks 2.0 service for metastatic breast cancer.",
         lifespan=_lifespan(settings, authenticator, catalog),
+        telemetry=TELEMETRY_OFF,
     )
     app.state.auth = authenticator
     app.state.drain = Drain()

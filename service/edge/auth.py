@@ -8,7 +8,6 @@ Follows CDS Hooks 2.0 "Trusting CDS Clients" and its best practices: asymmetric 
 
 from __future__ import annotations
 
-import heapq
 import logging
 import time
 from collections.abc import Callable
@@ -18,13 +17,13 @@ from typing import Any, Protocol
 import httpx
 import orjson
 from fastapi import Request
-from fastapi.responses import JSONResponse
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import Key
 from joserfc.jwt import ClaimsOption, JWTClaimsRegistry
 
 from .jwks import KeyMap, KeySetCache, load_static, pick
+from .responses import JSONResponse, error
 from ..settings import Settings, TrustedIssuer
 from ..store import StoreUnavailable
 
@@ -64,31 +63,6 @@ class ReplayStore(Protocol):
         ...
 
 
-class MemoryReplayStore:
-    """Per-process replay store. With several workers or replicas a shared (database) store is needed."""
-
-    def __init__(self, max_entries: int = 100_000, clock: Callable[[], float] = time.time):
-        self._max, self._clock = max_entries, clock
-        self._seen: dict[tuple[str, str], float] = {}
-        self._expiry: list[tuple[float, tuple[str, str]]] = []
-
-    async def first_use(self, jti: str, iss: str, expires_at: float) -> bool:
-        now = self._clock()
-        while self._expiry and self._expiry[0][0] <= now:
-            _, old = heapq.heappop(self._expiry)
-            if self._seen.get(old, now + 1) <= now:
-                del self._seen[old]
-        key = (iss, jti)
-        if key in self._seen:
-            return False
-        if len(self._seen) >= self._max:  # fail closed: evicting live ids would re-open replays
-            log.warning("replay store full; refusing new tokens", extra={"event": "auth", "size": len(self._seen)})
-            return False
-        self._seen[key] = expires_at
-        heapq.heappush(self._expiry, (expires_at, key))
-        return True
-
-
 @dataclass
 class _Issuer:
     config: TrustedIssuer
@@ -99,10 +73,12 @@ class Authenticator:
     """Checks the bearer JWT of one call. Built in create_app (static keys fail fast), started in the lifespan."""
 
     def __init__(self, settings: Settings, replay: ReplayStore | None = None, clock: Callable[[], float] = time.time):
+        # The replay store is the service's database (store.SqlReplayStore), set in the app's lifespan:
+        # durable, so a restart does not re-open used tokens, and shared by every worker and replica.
         self.required = settings.auth_required
         self._settings, self._clock = settings, clock
         self._issuers = {i.iss: _Issuer(i, load_static(i.jwks, i.jwks_file)) for i in settings.trusted_issuers}
-        self.replay: ReplayStore = replay or MemoryReplayStore(settings.replay_cache_size)
+        self.replay: ReplayStore | None = replay
         self._keys: KeySetCache | None = None
 
     def start(self, client: httpx.AsyncClient) -> None:
@@ -119,6 +95,11 @@ class Authenticator:
         if self.required and not s.public_base_url:
             log.warning("MBC_PUBLIC_BASE_URL unset: the expected JWT aud comes from the request's Host header; "
                         "set it in production and always behind a proxy", extra={"event": "startup"})
+
+    def supports_action_selection(self, claims: dict[str, Any] | None) -> bool:
+        """Whether the calling client (the verified ``iss``) declared support for actionSelectionBehavior."""
+        issuer = self._issuers.get(claims.get("iss")) if claims else None  # type: ignore[arg-type]
+        return bool(issuer and issuer.config.action_selection_behavior)
 
     def audience(self, request: Request) -> str:
         """The URL this call was made to; behind a proxy only MBC_PUBLIC_BASE_URL knows it."""
@@ -171,6 +152,8 @@ class Authenticator:
             raise AuthFailed("bad signature", **ids)
         self._check_claims(claims, iss, audience, ids)
         leeway = self._settings.auth_leeway_seconds
+        if self.replay is None:  # not started: nothing could tell a replay, so refuse as "retry later"
+            raise StoreUnavailable("replay store not started")
         try:
             first = await self.replay.first_use(claims["jti"], iss, float(claims["exp"]) + leeway)
         except Exception as exc:  # noqa: BLE001 - fail closed, but as "retry later", not as a bad token
@@ -212,4 +195,5 @@ async def unauthorized(request: Request, exc: Exception) -> JSONResponse:
     ids = exc.ids if isinstance(exc, AuthFailed) else {}
     reason = exc.reason if isinstance(exc, AuthFailed) else "refused"
     log.info("authentication failed", extra={"event": "auth", "reason": reason, "path": request.url.path, **ids})
-    return JSONResponse({"error": "unauthorized"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    # No issue detail and no diagnostics: the caller learns nothing about why (CDS Hooks best practices).
+    return error(401, "unauthorized", "Authentication failed.", headers={"WWW-Authenticate": "Bearer"})

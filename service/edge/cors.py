@@ -1,11 +1,13 @@
-"""CORS with refusals in JSON: Starlette answers a refused preflight in plain text, and every
-error answer of this service is a JSON object."""
+"""CORS with refusals as OperationOutcome: Starlette answers a refused preflight in plain text, and
+every error answer of this service is an OperationOutcome (responses.error)."""
 
 from __future__ import annotations
 
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
+
+from .responses import error
 
 
 class JsonCORSMiddleware(CORSMiddleware):
@@ -14,5 +16,5 @@ class JsonCORSMiddleware(CORSMiddleware):
         if response.status_code < 400:
             return response
         headers = {k: v for k, v in response.headers.items() if k not in ("content-type", "content-length")}
-        return JSONResponse({"error": "cors-refused", "message": f"{bytes(response.body).decode()}."},
-                            status_code=response.status_code, headers=headers)
+        reason = bytes(response.body).decode()  # e.g. "Disallowed CORS origin, headers"
+        return error(response.status_code, "cors-refused", f"{reason}.", [{"problem": reason}], headers=headers)

@@ -10,10 +10,17 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .hook_request import RequestError
+from cds_hooks.overrides import unknown_code
+
+from .hook_request import RequestError, validation_details
 from ..store import Database
+
+
+def _utc(moment: datetime) -> datetime:
+    # One spelling per instant, so the unique index sees "Z" and "+00:00" repeats as one.
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
 class Coding(BaseModel):
@@ -22,11 +29,25 @@ class Coding(BaseModel):
     system: str | None = None
     display: str | None = None
 
+    @model_validator(mode="after")
+    def _known_in_its_system(self) -> "Coding":
+        # HL7's non-adherence reason codes and ours are checked; other systems are the client's own.
+        problem = unknown_code(self.system, self.code)
+        if problem:
+            raise ValueError(problem)
+        return self
+
 
 class OverrideReason(BaseModel):
     model_config = ConfigDict(extra="allow")
     reason: Coding | None = None
     userComment: str | None = None
+
+    @model_validator(mode="after")
+    def _reason_or_comment(self) -> "OverrideReason":
+        if self.reason is None and not self.userComment:  # CDS Hooks 3.0 ballot invariant cds-fb-3
+            raise ValueError("an overrideReason needs a reason, a userComment, or both")
+        return self
 
 
 class AcceptedSuggestion(BaseModel):
@@ -42,6 +63,16 @@ class FeedbackItem(BaseModel):
     overrideReason: OverrideReason | None = None
     outcomeTimestamp: datetime
 
+    @field_validator("outcomeTimestamp")
+    @classmethod
+    def _in_utc_range(cls, moment: datetime) -> datetime:
+        """Stored in UTC (spec: outcomeTimestamp is UTC): an instant that has no UTC datetime
+        (9999-12-31T23:59:59-00:01) is bad input, a 400 naming the field, not a database failure."""
+        try:
+            return _utc(moment)
+        except OverflowError:
+            raise ValueError("out of range: this instant is outside years 1-9999 in UTC") from None
+
     @model_validator(mode="after")
     def _accepted_needs_suggestions(self) -> "FeedbackItem":
         if self.outcome == "accepted" and not self.acceptedSuggestions:
@@ -55,24 +86,22 @@ class FeedbackRequest(BaseModel):
 
 
 def parse_feedback(body: bytes) -> list[FeedbackItem]:
+    if not body:
+        raise RequestError(400, "invalid-feedback", "The feedback body is empty; send {\"feedback\": [...]}.",
+                           [{"field": "feedback", "problem": "empty body", "issue": "required"}])
     try:
-        data = orjson.loads(body or b"null")
+        data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise RequestError(400, "invalid-json", f"The feedback body is not valid JSON: {exc.msg}.") from None
+        raise RequestError(400, "invalid-json", f"The feedback body is not valid JSON: {exc.msg}.",
+                           [{"problem": f"{exc.msg} at position {exc.pos} (line {exc.lineno}, column {exc.colno})"}]) from None
     try:
         return FeedbackRequest.model_validate(data).feedback
     except ValidationError as exc:
-        details = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors(include_url=False, include_input=False)]
-        raise RequestError(400, "invalid-feedback", "The feedback does not match CDS Hooks 2.0.", details) from None
+        raise RequestError(400, "invalid-feedback", "The feedback does not match CDS Hooks 2.0.", validation_details(exc)) from None
 
 
 # 7 columns x at most 1,000 items (FeedbackRequest) stays under both drivers' 32,767 parameters.
 _COLUMNS = ("service", "card", "outcome", "accepted_suggestions", "override_reason", "outcome_timestamp", "received_at")
-
-
-def _utc(moment: datetime) -> datetime:
-    # One spelling per instant, so the unique index sees "Z" and "+00:00" repeats as one.
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
 class FeedbackStore:
@@ -95,7 +124,7 @@ class FeedbackStore:
                 service, i.card, i.outcome,
                 orjson.dumps([s.model_dump(exclude_none=True) for s in i.acceptedSuggestions]).decode() if i.acceptedSuggestions else None,
                 orjson.dumps(i.overrideReason.model_dump(exclude_none=True)).decode() if i.overrideReason else None,
-                _utc(i.outcomeTimestamp), now,
+                i.outcomeTimestamp, now,  # already UTC (validated)
             ]
         width = len(_COLUMNS)
         values = ", ".join("(" + ", ".join(f"${r * width + c + 1}" for c in range(width)) + ")" for r in range(len(items)))

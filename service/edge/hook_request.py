@@ -14,22 +14,9 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .responses import RequestError
 
-class RequestError(Exception):
-    """A hook request the service cannot accept; carries the HTTP status and a JSON body."""
-
-    def __init__(self, status: int, error: str, message: str, details: list[dict[str, Any]] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.message = message
-        self.details = details or []
-
-    def body(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"error": self.error, "message": self.message}
-        if self.details:
-            out["details"] = self.details
-        return out
+__all__ = ["RequestError", "parse_hook_request"]  # RequestError lives in responses; re-exported for the routes
 
 
 class FhirAuthorization(BaseModel):
@@ -124,11 +111,19 @@ class ParsedHook(BaseModel):
     context: _Context
 
 
-def _details(exc: ValidationError, prefix: str = "") -> list[dict[str, Any]]:
+def validation_details(exc: ValidationError | Any, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
+    """One detail per pydantic error: the field as a path (``loc``), what is wrong, and "required" when missing.
+
+    Takes a pydantic ValidationError or FastAPI's RequestValidationError (same ``errors()`` items); the
+    input values are never echoed (they may be patient data).
+    """
     out = []
-    for err in exc.errors(include_url=False, include_input=False):
-        loc = ".".join(str(p) for p in err["loc"])
-        out.append({"field": f"{prefix}{loc}" if loc else prefix.rstrip("."), "problem": err["msg"]})
+    errors = exc.errors(include_url=False, include_input=False) if isinstance(exc, ValidationError) else exc.errors()
+    for err in errors:
+        detail: dict[str, Any] = {"field": (*prefix, *err["loc"]), "problem": err["msg"]}
+        if err["type"] == "missing":
+            detail["issue"] = "required"
+        out.append(detail)
     return out
 
 
@@ -157,28 +152,32 @@ def parse_hook_request(body: bytes, expected_hook: str, *, max_prefetch_resource
                        max_draft_orders: int | None = None) -> ParsedHook:
     """Validate a raw hook request body for a service that answers ``expected_hook``."""
     if not body:
-        raise RequestError(400, "invalid-request", "The request body is empty; a CDS Hooks request is a JSON object.")
+        raise RequestError(400, "invalid-request", "The request body is empty; a CDS Hooks request is a JSON object.",
+                           [{"field": "", "problem": "empty body", "issue": "required"}])
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise RequestError(400, "invalid-json", f"The request body is not valid JSON: {exc.msg} at position {exc.pos}.") from None
+        raise RequestError(400, "invalid-json", f"The request body is not valid JSON: {exc.msg} at position {exc.pos}.",
+                           [{"field": "", "problem": f"{exc.msg} at position {exc.pos} (line {exc.lineno}, column {exc.colno})"}]) from None
     if not isinstance(data, dict):
-        raise RequestError(400, "invalid-request", "The request body must be a JSON object.")
+        raise RequestError(400, "invalid-request", "The request body must be a JSON object.",
+                           [{"field": "", "problem": f"the body is a JSON {type(data).__name__.replace('NoneType', 'null')}, not an object"}])
     _check_counts(data, max_prefetch_resources, max_draft_orders)
     try:
         request = HookRequest.model_validate(data)
     except ValidationError as exc:
-        raise RequestError(400, "invalid-request", "The hook request is missing fields or has fields of the wrong type.", _details(exc)) from None
+        raise RequestError(400, "invalid-request", "The hook request is missing fields or has fields of the wrong type.", validation_details(exc)) from None
     if request.hook != expected_hook:
         raise RequestError(
             400,
             "hook-mismatch",
             f"This service answers the '{expected_hook}' hook, but the request is for '{request.hook}'.",
+            [{"field": "hook", "problem": f"expected '{expected_hook}'", "issue": "value"}],
         )
     if request.fhirAuthorization is not None and request.fhirServer is None:
         raise RequestError(400, "invalid-request", "fhirAuthorization was sent without fhirServer.", [{"field": "fhirServer", "problem": "required when fhirAuthorization is present"}])
     try:
         context = CONTEXT_MODELS[expected_hook].model_validate(request.context)
     except ValidationError as exc:
-        raise RequestError(400, "invalid-context", f"The context does not match the '{expected_hook}' hook.", _details(exc, "context.")) from None
+        raise RequestError(400, "invalid-context", f"The context does not match the '{expected_hook}' hook.", validation_details(exc, ("context",))) from None
     return ParsedHook(request=request, context=context)

@@ -69,15 +69,27 @@ class CdsServiceResponse(BaseModel):
     systemActions: list[Action] | None = None
 
 
-class ErrorDetail(BaseModel):
-    field: str
-    problem: str
+class IssueDetails(BaseModel):
+    coding: list[Coding] = Field(description="The service's error code: system https://mbc-cds-hooks.example.org/error-codes.")
+    text: str
 
 
-class ErrorResponse(BaseModel):
-    error: str = Field(description="Machine-readable code, e.g. invalid-json, invalid-context, unknown-service.")
-    message: str
-    details: list[ErrorDetail] | None = None
+class Issue(BaseModel):
+    severity: Literal["fatal", "error", "warning", "information"]
+    code: str = Field(description="FHIR R4 issue-type, e.g. invalid, required, structure, not-found, too-long, security.")
+    details: IssueDetails
+    diagnostics: str | None = Field(None, description="The specific problem.")
+    expression: list[str] | None = Field(None, description="The field at fault, as a simple FHIRPath (context.patientId).")
+
+
+class OperationOutcome(BaseModel):
+    """Every non-2xx answer (CDS Hooks 3.0 ballot: OperationOutcome on errors). Codes: invalid-json,
+    invalid-request, invalid-context, hook-mismatch, unknown-service, precondition-failed, too-large,
+    too-many-resources, too-many-orders, unsupported-media-type, invalid-feedback, unauthorized,
+    store-unavailable, internal-error."""
+
+    resourceType: Literal["OperationOutcome"]
+    issue: list[Issue]
 
 
 def _defs(model: type[BaseModel]) -> dict[str, Any]:
@@ -120,9 +132,9 @@ HOOK_OPENAPI: dict[str, Any] = {
 
 HOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": CdsServiceResponse, "description": "Cards (critical, warning, info)."},
-    400: {"model": ErrorResponse, "description": "Invalid JSON, fields, context, or a hook the service does not answer."},
-    404: {"model": ErrorResponse, "description": "Unknown service id."},
-    412: {"model": ErrorResponse, "description": "Required data neither prefetched nor readable from fhirServer."},
-    413: {"model": ErrorResponse, "description": "Body larger than MBC_MAX_BODY_BYTES."},
-    415: {"model": ErrorResponse, "description": "Not application/json."},
+    400: {"model": OperationOutcome, "description": "Invalid JSON, fields, context, or a hook the service does not answer."},
+    404: {"model": OperationOutcome, "description": "Unknown service id."},
+    412: {"model": OperationOutcome, "description": "Required data neither prefetched nor readable from fhirServer."},
+    413: {"model": OperationOutcome, "description": "Body larger than MBC_MAX_BODY_BYTES."},
+    415: {"model": OperationOutcome, "description": "Not application/json."},
 }

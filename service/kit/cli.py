@@ -11,7 +11,27 @@ from typing import Any, Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="CDS Hooks 2.0 service for metastatic breast cancer.")
+# rich_markup_mode=None: plain click help (no type tags such as <bool> beside flags, no boxes).
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="CDS Hooks 2.0 service for metastatic breast cancer.")
+
+
+def _read_resources(path: Path, day: date) -> list[dict[str, Any]]:
+    """The resources of a Bundle or JSON array file, or a one-line error and exit 2 (never a traceback)."""
+    import orjson
+
+    import fixtures
+
+    try:
+        data = fixtures.read_json(path)
+    except (OSError, orjson.JSONDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else str(exc).split(":")[0]
+        typer.echo(f"error: {path} is not a JSON file ({why})", err=True)
+        raise typer.Exit(2) from None
+    if not (isinstance(data, list) or (isinstance(data, dict) and data.get("resourceType") == "Bundle")):
+        typer.echo(f"error: {path} is neither a FHIR Bundle nor a JSON array of resources", err=True)
+        raise typer.Exit(2)
+    return fixtures.load(path, today=day)
 
 
 @app.command()
@@ -119,11 +139,10 @@ def explain(
     fhir_base: Optional[str] = typer.Option(None, "--fhir-base", help="A FHIR R4 server to read the patient from."),
     patient: Optional[str] = typer.Option(None, "--patient", help="Patient id on --fhir-base."),
     token: Optional[str] = typer.Option(None, "--token", help="Bearer token for --fhir-base."),
-    as_json: bool = typer.Option(False, "--json", help="Print {picture, cards} as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print {picture, cards, findings} as JSON."),
     today: Optional[str] = typer.Option(None, help="Evaluate as of this date (YYYY-MM-DD)."),
 ) -> None:
     """The clinical picture and patient-view cards for one patient, without HTTP."""
-    import fixtures
     from cds_hooks.economy import Limits
     from cds_hooks.evaluate import evaluate, findings, fire
     from mappings.build import build_picture
@@ -133,7 +152,7 @@ def explain(
     day = _today(today)
     gaps = []
     if bundle is not None:
-        resources = fixtures.load(bundle, today=day)
+        resources = _read_resources(bundle, day)
     elif fhir_base and patient:
         resources, gaps = _read_server(fhir_base.rstrip("/"), patient, token)
         if not resources:  # nothing at all: a wrong id or server is an error, not a patient without cancer
@@ -197,7 +216,7 @@ def sample_request(
     if svc is None:
         typer.echo(f"Unknown service {service}; one of {', '.join(services())}", err=True)
         raise typer.Exit(2)
-    resources = fixtures.load(bundle, today=_today(today))
+    resources = _read_resources(bundle, _today(today))
     pid = fixtures.patient_id(resources) or "unknown"
     context: dict = {"userId": "Practitioner/example", "patientId": pid}
     if svc.hook != "patient-view":

@@ -44,13 +44,18 @@ class FhirServerError(RuntimeError):
     """The test server could not start, or answered a request with an error."""
 
 
+# The Node.js that `make test` installs from the npm registry (Makefile NODE_VERSION): Medplum 5.2.13
+# wants Node ^22.18 or >=24.2; the machine's node (20 here) is only the fallback.
+LOCAL_NODE = SERVER_DIR.parent / ".node" / "node_modules" / ".bin" / "node"
+
+
 def node_executable() -> str | None:
-    """Path of the ``node`` binary on PATH, or None."""
-    return shutil.which("node")
+    """The project's Node.js (.node/, from `make test`), else ``node`` on PATH, or None."""
+    return str(LOCAL_NODE) if LOCAL_NODE.exists() else shutil.which("node")
 
 
 def node_available() -> bool:
-    """True when a ``node`` binary is on PATH."""
+    """True when a ``node`` binary is available."""
     return node_executable() is not None
 
 

@@ -10,11 +10,10 @@ from cds_hooks.catalog import Service
 
 from ...metrics import count_feedback
 from ...settings import Settings
-from ...store import StoreUnavailable
+from ...store import DATABASE_ERRORS, StoreUnavailable
 from ..auth import require_auth
 from ..feedback import parse_feedback
-from ..hook_request import RequestError
-from ..responses import JSONResponse, error
+from ..responses import JSONResponse, unknown_service
 from .body import read_body
 
 log = logging.getLogger("mbc_cds_hooks")
@@ -26,14 +25,11 @@ def router(settings: Settings, catalog: dict[str, Service]) -> APIRouter:
     @api.post("/cds-services/{service_id}/feedback", dependencies=[Depends(require_auth)])
     async def feedback(service_id: str, request: Request) -> JSONResponse:
         if service_id not in catalog:
-            return error(404, "unknown-service", f"No CDS service with id '{service_id}'; see GET /cds-services.")
-        try:
-            items = parse_feedback(await read_body(request, settings.max_body_bytes))
-        except RequestError as exc:
-            return JSONResponse(exc.body(), status_code=exc.status)
+            return unknown_service(service_id)
+        items = parse_feedback(await read_body(request, settings.max_body_bytes))  # RequestError: the app's handler answers
         try:
             new = await request.app.state.feedback.add(service_id, items)  # committed before the answer
-        except Exception as exc:  # noqa: BLE001 - nothing was stored: say so, so the EHR sends it again
+        except DATABASE_ERRORS as exc:  # nothing was stored: say so, so the EHR sends it again
             raise StoreUnavailable(type(exc).__name__) from None
         count_feedback(service_id, (item.outcome for item in items))
         log.info("feedback stored", extra={"event": "feedback", "service": service_id, "items": len(items), "new": new})

@@ -9,7 +9,7 @@ from cds_hooks.knowledge import knowledge
 
 from ...metrics import render
 from ...store import StoreUnavailable
-from ..responses import JSONResponse
+from ..responses import JSONResponse, error
 
 READY_TIMEOUT_SECONDS = 2.0  # /readyz: a database slower than this counts as unreachable
 
@@ -22,21 +22,22 @@ def router() -> APIRouter:
         """Alive: the process answers HTTP."""
         return JSONResponse({"status": "ok"})
 
-    @api.get("/readyz", responses={503: {"description": "Not ready: draining after SIGTERM, or a check failed (JSON names it)."}})
+    @api.get("/readyz", responses={503: {"description": "Not ready: draining after SIGTERM, or a failed check; an OperationOutcome names it."}})
     async def readyz(request: Request) -> JSONResponse:
         """Ready for traffic: not draining, settings valid and knowledge loaded (both at start-up), the database answers."""
         checks = {"settings": "ok", "knowledge": knowledge().version}
         if request.app.state.drain.draining:  # SIGTERM: the balancer must stop choosing this replica now
-            return JSONResponse({"status": "draining", "checks": checks}, status_code=503)
+            return error(503, "not-ready", "Not ready: draining after SIGTERM; calls already sent are still answered.",
+                         [{"field": "drain", "problem": "draining"}])
         try:
             await request.app.state.db.ping(READY_TIMEOUT_SECONDS)
             checks["database"] = "ok"
         except StoreUnavailable as exc:  # not connected since start-up: the reason, retried in the background
-            checks["database"] = f"unreachable ({exc})"
-            return JSONResponse({"status": "not-ready", "checks": checks}, status_code=503)
+            return error(503, "not-ready", "Not ready: the database did not answer.",
+                         [{"field": "database", "problem": f"unreachable ({exc})"}])
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
-            checks["database"] = f"unreachable ({type(exc).__name__})"
-            return JSONResponse({"status": "not-ready", "checks": checks}, status_code=503)
+            return error(503, "not-ready", "Not ready: the database did not answer.",
+                         [{"field": "database", "problem": f"unreachable ({type(exc).__name__})"}])
         return JSONResponse({"status": "ready", "checks": checks})
 
     @api.get("/metrics", response_class=Response)

@@ -433,7 +433,8 @@
       const title = response.status === 401 ? 'Not authorized' : response.status === 403 ? 'Access refused' : 'The data could not be shown';
       $('patient-line').textContent = '';
       message(title, text, 'error');
-      document.body.dataset.error = (body && body.error) || String(response.status);
+      const coding = body && body.issue && body.issue[0] && body.issue[0].details && body.issue[0].details.coding;
+      document.body.dataset.error = (coding && coding[0] && coding[0].code) || String(response.status);
       finish('error');
       return;
     }
