@@ -16,11 +16,25 @@ PICTURE_VERSION = "1"
 
 
 def _without_nulls(value: Any, keep_null: set[str], inside: set[str], within: bool = False) -> Any:
-    """``value`` with every ``None`` member removed, except ``keep_null`` keys of objects under ``inside``."""
-    if isinstance(value, dict):
-        return {k: _without_nulls(v, keep_null, inside, within or k in inside) for k, v in value.items()
-                if v is not None or (within and k in keep_null)}
-    if isinstance(value, list):
+    """``value`` with every ``None`` member removed, except ``keep_null`` keys of objects under ``inside``.
+
+    On every patient-view call over the whole picture: exact type checks, and lists of plain values
+    (evidence references, agents, sites) are returned as they are.
+    """
+    kind = type(value)
+    if kind is dict:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if v is None:
+                if within and k in keep_null:
+                    out[k] = None
+                continue
+            vt = type(v)
+            out[k] = _without_nulls(v, keep_null, inside, within or k in inside) if vt is dict or vt is list else v
+        return out
+    if kind is list:
+        if not value or type(value[0]) not in (dict, list):
+            return value if None not in value else [v for v in value if v is not None]
         return [_without_nulls(v, keep_null, inside, within) for v in value if v is not None]
     return value
 

@@ -30,4 +30,21 @@ elif [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
   missing=1
 fi
 
+chromium="${MBC_CHROMIUM:-/usr/bin/chromium}"
+if [ ! -x "$chromium" ]; then
+  say "Chromium not found at $chromium. The timeline viewer's browser tests drive Debian's chromium with Playwright"
+  say "  (no browser is ever downloaded). Install it (sudo apt-get install -y chromium; .ci/run does) or set MBC_CHROMIUM."
+  missing=1
+fi
+
+if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
+  say "HAProxy not found: the multi-replica rolling-restart test (tests/test_scaleout.py) will be SKIPPED"
+  say "  (under CI it fails). Install it with sudo apt-get install -y haproxy (.ci/run does)."
+fi
+
+if ! command -v kubectl >/dev/null 2>&1; then
+  say "kubectl not found: tests/test_kubernetes.py renders the manifests with 'kubectl kustomize'."
+  missing=1
+fi
+
 exit $missing
