@@ -53,7 +53,9 @@ def biopsy_reassessment(pic: ClinicalPicture, k: Knowledge, today: date) -> list
     else:
         preferred = [s for s in candidates if s not in ("bone", "bone-marrow")]
         if preferred:
-            guidance.append(f"Preferred lesion to sample here: {preferred[0]} (then {', '.join(preferred[1:]) or 'none'}); bone last.")
+            then = f", then {', '.join(preferred[1:])}" if preferred[1:] else ""
+            bone = "; bone last" if {"bone", "bone-marrow"} & set(candidates) else ""
+            guidance.append(f"Preferred lesion to sample here: {preferred[0]}{then}{bone}.")
         summary_text = "No receptor testing since metastasis: consider biopsy of a metastasis to reassess ER, PR and HER2"
     sr = service_request(rule["service_request_text"], pic.patient, [m.reference for m in pic.metastases if not m.regional],
                          note=f"Preferred site: {next((s for s in candidates if s not in ('bone', 'bone-marrow')), candidates[0] if candidates else 'any accessible lesion')}")
