@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cds_hooks.overrides import unknown_code
 
-from .hook_request import RequestError, validation_details
+from .hook_request import RequestError, json_body, validation_details
 from ..store import Database
 
 
@@ -86,14 +86,7 @@ class FeedbackRequest(BaseModel):
 
 
 def parse_feedback(body: bytes) -> list[FeedbackItem]:
-    if not body:
-        raise RequestError(400, "invalid-feedback", "The feedback body is empty; send {\"feedback\": [...]}.",
-                           [{"field": "feedback", "problem": "empty body", "issue": "required"}])
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise RequestError(400, "invalid-json", f"The feedback body is not valid JSON: {exc.msg}.",
-                           [{"problem": f"{exc.msg} at position {exc.pos} (line {exc.lineno}, column {exc.colno})"}]) from None
+    data = json_body(body, "feedback", "invalid-feedback", 'The feedback body is empty; send {"feedback": [...]}.', "feedback")
     try:
         return FeedbackRequest.model_validate(data).feedback
     except ValidationError as exc:

@@ -148,17 +148,21 @@ def _check_counts(data: dict[str, Any], max_prefetch_resources: int | None, max_
                            [{"field": "context.draftOrders.entry", "problem": f"more than {max_draft_orders} entries"}])
 
 
+def json_body(body: bytes, what: str, empty_error: str, empty_message: str, empty_field: str) -> Any:
+    """The parsed JSON of a request body; an empty or malformed body is a 400 that says where it broke."""
+    if not body:
+        raise RequestError(400, empty_error, empty_message, [{"field": empty_field, "problem": "empty body", "issue": "required"}])
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(400, "invalid-json", f"The {what} body is not valid JSON: {exc.msg} at position {exc.pos}.",
+                           [{"field": "", "problem": f"{exc.msg} at position {exc.pos} (line {exc.lineno}, column {exc.colno})"}]) from None
+
+
 def parse_hook_request(body: bytes, expected_hook: str, *, max_prefetch_resources: int | None = None,
                        max_draft_orders: int | None = None) -> ParsedHook:
     """Validate a raw hook request body for a service that answers ``expected_hook``."""
-    if not body:
-        raise RequestError(400, "invalid-request", "The request body is empty; a CDS Hooks request is a JSON object.",
-                           [{"field": "", "problem": "empty body", "issue": "required"}])
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise RequestError(400, "invalid-json", f"The request body is not valid JSON: {exc.msg} at position {exc.pos}.",
-                           [{"field": "", "problem": f"{exc.msg} at position {exc.pos} (line {exc.lineno}, column {exc.colno})"}]) from None
+    data = json_body(body, "request", "invalid-request", "The request body is empty; a CDS Hooks request is a JSON object.", "")
     if not isinstance(data, dict):
         raise RequestError(400, "invalid-request", "The request body must be a JSON object.",
                            [{"field": "", "problem": f"the body is a JSON {type(data).__name__.replace('NoneType', 'null')}, not an object"}])
