@@ -19,6 +19,7 @@ from markdown_it import MarkdownIt
 from cds_hooks.cards import EVIDENCE_EXTENSION
 from cds_hooks.catalog import services
 from cds_hooks.evaluate import Gap, each_card
+from cds_hooks.knowledge import knowledge
 from mappings.build import build_picture
 from mappings.timeline import timeline
 
@@ -103,5 +104,7 @@ def payload(data: PatientData, *, today: date, fhir_server: str | None, patient:
         "picture": picture.to_json(),
         "timeline": timeline(picture, today),
         "therapyOptions": options,
+        # The options' names as the card words them (the extension keeps the contract's fields only).
+        "optionNames": {o["id"]: o["text"] for o in knowledge().therapy_options},
         "cards": [_card_view(c) for c in cards],
     }

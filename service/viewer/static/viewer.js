@@ -121,12 +121,12 @@
     if (opts && Array.isArray(opts.options)) {
       const head = el('tr', {}, ['Option', 'Requirements', 'Already given', 'Evidence'].map((h) => el('th', { scope: 'col' }, h)));
       const rows = opts.options.map((o) => el('tr', { 'data-option': o.id },
-        el('td', {}, o.agents.join(' + ')),
+        el('td', {}, (data.optionNames && data.optionNames[o.id]) || o.agents.join(', ')),
         el('td', {}, (o.requires && o.requires.length ? o.requires.join('; ') : 'none'), ' ',
           el('span', { class: o.met === false ? 'unmet' : 'met' }, o.met === false ? 'not met' : 'met')),
         el('td', {}, o.given ? 'yes' : (o.givenAgents && o.givenAgents.length ? `partly: ${o.givenAgents.join(', ')}` : 'no')),
         el('td', {}, [o.evidence, o.source].filter(Boolean).join(', '))));
-      target.replaceChildren(el('p', {}, `Options for line ${opts.line} (from the therapy-options card; order of the cited guideline):`),
+      target.replaceChildren(el('p', {}, `Options for line ${opts.line} (from the therapy-options card; in the order of the project's reference table, awaiting clinical review):`),
         el('div', { class: 'scroll-x' }, el('table', {}, el('thead', {}, head), el('tbody', {}, rows))));
     } else if (data.cards.some((c) => c.rule === 'therapy-options')) {
       target.replaceChildren(el('p', {}, 'The options, with their evidence, are in the ',
