@@ -17,7 +17,7 @@ from mappings.lines import CHEMOTHERAPY, ENDOCRINE, add_months, progression_on
 from mappings.picture import ClinicalPicture, Progression, TherapyLine
 
 from ..cards import Draft, Fact
-from ..describe import SUBTYPE_WORDS, current_line_fact, early_treatment_fact, line_words, lower_first, nth, when
+from ..describe import SUBTYPE_WORDS, current_line_fact, early_treatment_fact, line_words, lower_first, nth, receptor_lines, when
 from ..knowledge import Knowledge
 from .common import ANTI_HER2, class_of
 from .safety import contradicts
@@ -199,14 +199,16 @@ def _listing(title: str, options: list[dict[str, Any]], shown: int = 3) -> list[
 
 
 def _facts(pic: ClinicalPicture, on_line: TherapyLine | None, progressed: Progression | None) -> list[Fact]:
-    # Receptors and subtype are the summary card's facts (no line twice in one answer).
-    facts: list[Fact] = []
+    # The subtype the options rest on, in the summary card's own words: the card economy shows the
+    # line once (in the summary), while the card on its own (explain, the viewer) still carries it.
+    facts: list[Fact] = receptor_lines(pic)
     if pic.lines and (on_line is None or on_line is pic.lines[-1]):
         facts.append(current_line_fact(pic))  # the summary's own words: shown once when both cards are
     elif on_line is not None:
         facts.append(Fact(f"Current: {nth(on_line.line)} line {line_words(on_line)}", on_line.evidence[:2]))
     else:
-        facts.append(Fact(f"No treatment for metastatic disease recorded since the first metastasis ({when(pic.metastasis_date)})"))
+        facts.append(Fact(f"No treatment for metastatic disease recorded since the first metastasis ({when(pic.metastasis_date)})",
+                          pic.metastatic_evidence[:3]))
     if progressed is not None:
         facts.append(Fact(f"Progression on {when(progressed.date)} ({progressed.kind.replace('-', ' ')}) during the {nth(on_line.line if on_line else 1)} line",
                           progressed.evidence[:2]))
