@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mappings.codes import tables
+from mappings.codes import drug_class
 
 from ..cards import Suggestion
-
-ENDOCRINE = {"aromatase-inhibitor", "tamoxifen", "serd"}
-ANTI_HER2 = {"anti-her2-antibody", "anti-her2-tki", "anti-her2-adc"}
 
 
 def service_request(text: str, patient: str | None, reasons: list[str], note: str | None = None) -> dict[str, Any]:
@@ -32,4 +29,4 @@ def create(label: str, resource: dict[str, Any]) -> Suggestion:
 
 
 def class_of(ingredient: str) -> str:
-    return tables().drug_class.get(ingredient, "")
+    return drug_class(ingredient) or ""

@@ -50,8 +50,9 @@ def receptor_mismatch(pic: ClinicalPicture, orders: list[DraftOrder], k: Knowled
         samples = [_sample_fact(s) for s in found.samples] or [Fact("No tested sample on record")]
         if found.note:
             samples.append(Fact(found.note))
+        rule = k.rule("order-receptor-mismatch")
         out.append(Draft("order-receptor-mismatch", f"{capital(o.ingredient)} ordered: {found.words}",
-                         [order_fact(o), *samples], k.rule("order-receptor-mismatch")["guidance"], delete([o]), key=o.reference))
+                         [order_fact(o), *samples], [*rule["guidance"], rule["by_kind"][found.kind]], delete([o]), key=o.reference))
     return out
 
 

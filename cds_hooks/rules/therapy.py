@@ -19,8 +19,8 @@ from mappings.picture import ClinicalPicture, Progression, TherapyLine
 from ..cards import Draft, Fact
 from ..describe import SUBTYPE_WORDS, current_line_fact, early_treatment_fact, line_words, lower_first, nth, receptor_lines, when
 from ..knowledge import Knowledge
-from .common import ANTI_HER2, class_of
-from .safety import contradicts
+from .common import class_of
+from .safety import HER2_CLASSES, contradicts
 
 THERAPY_EXTENSION = "mbc-cds-hooks.therapy-options"
 EXTENSION_VERSION = "1"
@@ -287,7 +287,7 @@ def resistance_risk(pic: ClinicalPicture, k: Knowledge, today: date) -> list[Dra
     reasons: list[tuple[str, Fact]] = []
     if pic.subtype == "TNBC":
         reasons.append(("tnbc", Fact("Triple-negative: ER, PR and HER2 negative", pic.er.evidence + pic.pr.evidence + pic.her2.evidence)))
-    anti_her2 = [ln for ln in pic.lines if set(ln.classes) & ANTI_HER2]
+    anti_her2 = [ln for ln in pic.lines if set(ln.classes) & HER2_CLASSES]
     if pic.her2.status == "positive" and len(anti_her2) >= 2:
         text = "; ".join(f"{nth(ln.line)} line {' + '.join(ln.agents)} from {when(ln.start)}" for ln in anti_her2)
         reasons.append(("her2-pretreated", Fact(f"Anti-HER2 lines for metastatic disease: {text}", [r for ln in anti_her2 for r in ln.evidence[:1]])))

@@ -178,26 +178,24 @@ def explain(
 
 
 def _read_server(base: str, patient: str, token: Optional[str]):
+    """The patient-view queries read from a FHIR server, as the viewer reads them (one fetch path)."""
     import asyncio
 
     import httpx
 
-    from cds_hooks.catalog import services
+    from ..edge.responses import RequestError
     from ..fhir_client import FetchLimits, FhirFetcher
-    from ..edge.hook_request import parse_hook_request
-    from ..edge.prefetch import gather
-
-    request = {"hook": "patient-view", "hookInstance": str(uuid.uuid4()), "fhirServer": base,
-               "context": {"userId": "Practitioner/cli", "patientId": patient}}
-    if token:
-        request["fhirAuthorization"] = {"access_token": token, "token_type": "Bearer", "expires_in": 300, "scope": "patient/*.read", "subject": "cli"}
-    hook = parse_hook_request(json.dumps(request).encode(), "patient-view")
+    from ..viewer.data import read_patient
 
     async def run():
         async with httpx.AsyncClient(timeout=30) as client:
-            return await gather(hook, services()["mbc-patient-view"].queries, FhirFetcher(client, FetchLimits(max_pages=50)), 30.0)
+            return await read_patient(FhirFetcher(client, FetchLimits(max_pages=50)), base, patient, token, 30.0)
 
-    data = asyncio.run(run())
+    try:
+        data = asyncio.run(run())
+    except RequestError as exc:  # the token was refused: nothing can be read
+        typer.echo(f"error: could not read Patient/{patient} from {base}: {exc.message}", err=True)
+        raise typer.Exit(1) from None
     return data.resources, data.gaps
 
 
@@ -352,7 +350,7 @@ def viewer(
     if bundle is not None:
         import fixtures
 
-        data = PatientData(resources=fixtures.load(bundle, today=day))
+        data = PatientData(resources=_read_resources(bundle, day))
         pid = fixtures.patient_id(data.resources) or "unknown"
 
         async def source() -> PatientData:
